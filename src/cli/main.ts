@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The tdpmmu command line. Only this layer touches files, the process and the clock.
+import fs from "node:fs";
+import path from "node:path";
+import { KernelBug } from "../kernel/index.js";
+import { ScenarioError, TSV_HEADER, kvmtdpTsv, parseKvmtdp, runKvmtdp, type KvmtdpCommand } from "../scenarios/index.js";
+import { spteCommand } from "./spte-cmd.js";
+
+export class UsageError extends Error {
+  readonly kind = "usage";
+}
+
+const USAGE = `usage: tdpmmu <command> [options]
+
+commands:
+  spte decode HEX [--format npt|ept|ept-noad] [--level N]
+                          name every bit of an SPTE value
+  spte make --format F --pfn HEX --level 1|2|3 [--writable] [--no-exec] [--nx-huge]
+                          the SPTE KVM builds for a fault
+  kvmtdp [--norm] [--cpu max|max,-la57] [--kvm-arg K=V]... FILE...
+                          run oracle scenario files in the model; print the SPTE changes
+  demo                    run the oracle's sample scenario and show its trace
+  help                    this text
+`;
+
+interface Out {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export function main(argv: readonly string[], io: Out): number {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "spte": {
+        const r = spteCommand(rest);
+        if (r.stdout) io.out(r.stdout);
+        if (r.stderr) io.err(r.stderr);
+        return r.exitCode;
+      }
+      case "kvmtdp":
+        return kvmtdpCommand(rest, io);
+      case "demo":
+        return demoCommand(io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.out(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ScenarioError) {
+      io.err(`tdpmmu: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof KernelBug) {
+      io.err(`tdpmmu: the modelled kernel hit BUG(): ${e.message}\n  at ${e.finding.chain.join("\n  at ")}\n`);
+      return 1;
+    }
+    const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    io.err(`tdpmmu: internal error (a bug in tdpmmu itself, not in the modelled kernel):\n${msg}\n`);
+    return 3;
+  }
+}
+
+const KVM_ARGS: Record<string, (v: string) => Record<string, unknown>> = {
+  eager_page_split: (v) => ({ eagerPageSplit: parseBool("eager_page_split", v) }),
+  nx_huge_pages: (v) => ({ nxHugePages: parseBool("nx_huge_pages", v) }),
+  mmio_caching: (v) => ({ mmioCaching: parseBool("mmio_caching", v) }),
+};
+
+function parseBool(name: string, v: string): boolean {
+  if (/^(1|y|Y|on|true|force)$/.test(v)) return true;
+  if (/^(0|n|N|off|false|never)$/.test(v)) return false;
+  throw new UsageError(`--kvm-arg ${name}=${v}: not a boolean`);
+}
+
+function kvmtdpCommand(args: readonly string[], io: Out): number {
+  let norm = false;
+  let cpu = "max,-la57";
+  const params: Record<string, unknown> = {};
+  const files: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--norm") norm = true;
+    else if (a === "--cpu") {
+      const v = args[++i];
+      if (v !== "max" && v !== "max,-la57") throw new UsageError(`--cpu takes 'max' or 'max,-la57', got '${v ?? ""}'`);
+      cpu = v;
+    } else if (a === "--kvm-arg") {
+      const v = args[++i] ?? "";
+      const m = /^([a-z_]+)=(.*)$/.exec(v);
+      const f = m === null ? undefined : KVM_ARGS[m[1]!];
+      if (m === null || f === undefined) throw new UsageError(`--kvm-arg '${v}': known: ${Object.keys(KVM_ARGS).join(", ")} (as K=V)`);
+      Object.assign(params, f(m[2]!));
+    } else if (a.startsWith("-")) throw new UsageError(`kvmtdp: unknown option '${a}'`);
+    else files.push(a);
+  }
+  if (files.length === 0) throw new UsageError("kvmtdp: no scenario file given");
+  params["tdpRootLevel"] = cpu === "max" ? 5 : 4;
+  // Parse every file before anything runs.
+  const parsed: [string, KvmtdpCommand[]][] = files.map((f, i) => {
+    let text: string;
+    try {
+      text = fs.readFileSync(f, "utf8");
+    } catch {
+      throw new UsageError(`${f}: cannot read`);
+    }
+    return [`${String(i + 1).padStart(2, "0")}-${path.basename(f)}`, parseKvmtdp(f, text)];
+  });
+  const out: string[] = [TSV_HEADER];
+  for (const [name, cmds] of parsed) {
+    const r = runKvmtdp(cmds, { params });
+    out.push(...kvmtdpTsv(name, r.rows, norm));
+    for (const f of r.kvm.w.findings) io.err(`${name}: finding [${f.check}] ${f.message}\n`);
+  }
+  io.out(out.join("\n") + "\n");
+  return 0;
+}
+
+function demoCommand(io: Out): number {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  const file = path.resolve(here, "../../../tools/oracle/scenario.txt");
+  io.out(`tdpmmu: running ${path.relative(process.cwd(), file)} (the oracle's sample scenario) in the model\n\n`);
+  const cmds = parseKvmtdp(file, fs.readFileSync(file, "utf8"));
+  const r = runKvmtdp(cmds, { params: {} });
+  const rows = kvmtdpTsv("scenario.txt", r.rows, true);
+  // Collapse the long runs the way the oracle's summary does: show the first few.
+  let last = "";
+  let n = 0;
+  for (const row of rows) {
+    const f = row.split("\t");
+    const key = `${f[1]} ${f[3]} ${f[4]!.replace(/^pg\d+(\+0x[0-9a-f]+)?/, "pg")} ${f[5]!.replace(/^pg\d+(\+0x[0-9a-f]+)?/, "pg")}`;
+    if (key === last) {
+      n++;
+      continue;
+    }
+    if (n > 0) io.out(`        ... ${n} more like the row above\n`);
+    n = 0;
+    last = key;
+    io.out(`phase ${f[1]!.padEnd(3)} gfn ${f[2]!.padStart(4)} L${f[3]}  ${f[4]!.padEnd(18)} -> ${f[5]}\n`);
+  }
+  if (n > 0) io.out(`        ... ${n} more like the row above\n`);
+  io.out(`\n${rows.length} SPTE changes; page stats now 4K=${r.kvm.stat.pages[0]} 2M=${r.kvm.stat.pages[1]} 1G=${r.kvm.stat.pages[2]}\n`);
+  io.out(`compare: tdpmmu kvmtdp --norm tools/oracle/scenario.txt  vs  tools/oracle/samples/spte-6.1.0-56-norm.tsv\n`);
+  return 0;
+}

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Host physical memory, as far as the model needs it: frame identities and their life
+// cycle, and the contents of the frames that hold TDP page tables.
+//
+// Page-table contents live in SharedArrayBuffers so that a later runtime on worker
+// threads can share them. Guest data pages have no contents here: the TDP MMU never looks
+// inside them, only at which frame a gfn maps to and whether that frame is still owned.
+//
+// MODEL: a frame is 4 KiB; huge pages are runs of 512 (2M) or 262144 (1G) aligned frames.
+
+export const SPTES_PER_TABLE = 512;
+const TABLES_PER_CHUNK = 64;
+
+/** Poison written into a freed page table, so a stale walk reads garbage, not zeros. */
+export const POISON_SPTE = 0xdead4ead_dead4eadn;
+
+export type FrameUse = "free" | "pt" | "anon" | "zero" | "kernel";
+
+/** A page-table page: 512 SPTEs in shared memory. `owner` is whatever the kernel hangs on it. */
+export class Table<Owner = unknown> {
+  freed = false;
+  owner: Owner | undefined = undefined;
+  constructor(
+    readonly pfn: number,
+    readonly spt: BigUint64Array,
+  ) {}
+
+  /** The address of entry `idx`, as the kernel's sptep: one number per SPTE slot. */
+  sptep(idx: number): number {
+    return this.pfn * SPTES_PER_TABLE + idx;
+  }
+}
+
+export class PhysMem {
+  private readonly tables = new Map<number, Table>();
+  private chunk: BigUint64Array | null = null;
+  private chunkUsed = TABLES_PER_CHUNK;
+  /** Recycled table storage (from freed tables), reused before a new chunk is cut. */
+  private readonly spareStorage: BigUint64Array[] = [];
+
+  /** Back frame `pfn` with page-table storage (zero-filled). */
+  makeTable(pfn: number): Table {
+    let spt = this.spareStorage.pop();
+    if (spt === undefined) {
+      if (this.chunk === null || this.chunkUsed === TABLES_PER_CHUNK) {
+        this.chunk = new BigUint64Array(new SharedArrayBuffer(TABLES_PER_CHUNK * SPTES_PER_TABLE * 8));
+        this.chunkUsed = 0;
+      }
+      spt = this.chunk.subarray(this.chunkUsed * SPTES_PER_TABLE, (this.chunkUsed + 1) * SPTES_PER_TABLE);
+      this.chunkUsed++;
+    } else {
+      spt.fill(0n);
+    }
+    const t = new Table(pfn, spt);
+    this.tables.set(pfn, t);
+    return t;
+  }
+
+  /** The table in frame `pfn`, freed or not; undefined if the frame never held one. */
+  table(pfn: number): Table | undefined {
+    return this.tables.get(pfn);
+  }
+
+  /** The frame stops being a page table: poison it and keep the object so stale users are caught. */
+  freeTable(t: Table): void {
+    t.freed = true;
+    t.spt.fill(POISON_SPTE);
+    this.tables.delete(t.pfn);
+    this.poisoned.set(t.pfn, t);
+  }
+
+  /** Tables freed earlier whose frames have not been reused, for use-after-free reports. */
+  readonly poisoned = new Map<number, Table>();
+
+  /** A freed table's frame is reused: its storage can be recycled. */
+  forgetPoisoned(pfn: number): void {
+    const t = this.poisoned.get(pfn);
+    if (t !== undefined) {
+      this.poisoned.delete(pfn);
+      this.spareStorage.push(t.spt);
+    }
+  }
+
+  get liveTables(): number {
+    return this.tables.size;
+  }
+}

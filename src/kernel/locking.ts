@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// rwlock_t, spinlock_t and struct mutex, with lockdep's held-lock tracking.
+//
+// Every acquire and release is a step. An acquire is announced as a blocking step: the
+// scheduler runs it only when the lock can be taken. A modelled lockdep assertion that
+// fails is a finding, even though the oracle kernel compiles lockdep out: the rules are
+// what the model checks.
+//
+// MODEL: rwlock_t is a queued rwlock only in that a reader does not overtake a waiting
+// writer when `fairReaders` is set; by default readers may always join readers.
+import { blockingStep, step, type Gen } from "../rt/index.js";
+import type { World } from "./world.js";
+
+export type LockMode = "read" | "write";
+
+interface Held {
+  readonly lock: RwLock | SpinLock | Mutex;
+  readonly mode: LockMode;
+}
+
+/** Per-thread held locks, for lockdep assertions and for the trace's "locks held" column. */
+export class Lockdep {
+  private readonly held = new Map<number, Held[]>();
+
+  acquired(thread: number, lock: Held["lock"], mode: LockMode): void {
+    let h = this.held.get(thread);
+    if (h === undefined) this.held.set(thread, (h = []));
+    h.push({ lock, mode });
+  }
+
+  released(thread: number, lock: Held["lock"]): boolean {
+    const h = this.held.get(thread);
+    const i = h === undefined ? -1 : h.findLastIndex((x) => x.lock === lock);
+    if (i < 0) return false;
+    h!.splice(i, 1);
+    return true;
+  }
+
+  mode(thread: number, lock: Held["lock"]): LockMode | null {
+    const h = this.held.get(thread);
+    if (h === undefined) return null;
+    for (let i = h.length - 1; i >= 0; i--) if (h[i]!.lock === lock) return h[i]!.mode;
+    return null;
+  }
+
+  /** "mmu_lock(W) rcu" style summary of what `thread` holds. */
+  describe(thread: number): string[] {
+    return (this.held.get(thread) ?? []).map((x) => `${x.lock.name}(${x.mode === "write" ? "W" : "R"})`);
+  }
+}
+
+export class RwLock {
+  readonly id: number;
+  writer = -1;
+  readers = 0;
+  constructor(
+    private readonly w: World,
+    readonly lockdep: Lockdep,
+    readonly name: string,
+  ) {
+    this.id = w.objId();
+  }
+
+  canRead(): boolean {
+    return this.writer < 0;
+  }
+  canWrite(): boolean {
+    return this.writer < 0 && this.readers === 0;
+  }
+
+  /** read_lock() */
+  *readLock(): Gen<void> {
+    yield blockingStep("lock", this.id, "r", `read_lock(${this.name})`, () => this.canRead());
+    this.takeRead();
+  }
+
+  takeRead(): void {
+    const t = this.w.current;
+    if (this.lockdep.mode(t, this) !== null) this.w.report("lockdep", `recursive read_lock(${this.name})`);
+    if (!this.canRead()) this.w.bugOn(true, `read_lock(${this.name}) while write-held by thread ${this.writer}`);
+    this.readers++;
+    this.lockdep.acquired(t, this, "read");
+  }
+
+  /** read_unlock() */
+  *readUnlock(): Gen<void> {
+    yield step("unlock", this.id, "w", `read_unlock(${this.name})`);
+    if (!this.lockdep.released(this.w.current, this) || this.readers <= 0) {
+      this.w.report("lockdep", `read_unlock(${this.name}) without holding it`);
+      return;
+    }
+    this.readers--;
+  }
+
+  /** write_lock() */
+  *writeLock(): Gen<void> {
+    yield blockingStep("lock", this.id, "w", `write_lock(${this.name})`, () => this.canWrite());
+    this.takeWrite();
+  }
+
+  takeWrite(): void {
+    const t = this.w.current;
+    if (this.lockdep.mode(t, this) !== null) this.w.report("lockdep", `recursive write_lock(${this.name})`);
+    if (!this.canWrite()) this.w.bugOn(true, `write_lock(${this.name}) while held`);
+    this.writer = t;
+    this.lockdep.acquired(t, this, "write");
+  }
+
+  /** write_unlock() */
+  *writeUnlock(): Gen<void> {
+    yield step("unlock", this.id, "w", `write_unlock(${this.name})`);
+    if (this.writer !== this.w.current || !this.lockdep.released(this.w.current, this)) {
+      this.w.report("lockdep", `write_unlock(${this.name}) by a thread that does not hold it`);
+      return;
+    }
+    this.writer = -1;
+  }
+
+  /** rwlock_needbreak(): is another thread waiting for this lock? The scheduler decides. */
+  needbreak(): boolean {
+    return this.w.needResched(this.w.current, this.name);
+  }
+
+  /** lockdep_assert_held_write() */
+  assertHeldWrite(): void {
+    if (this.lockdep.mode(this.w.current, this) !== "write")
+      this.w.report("lockdep", `${this.name} must be held for write (held: ${this.heldDesc()})`);
+  }
+
+  /** lockdep_assert_held_read() */
+  assertHeldRead(): void {
+    if (this.lockdep.mode(this.w.current, this) !== "read")
+      this.w.report("lockdep", `${this.name} must be held for read (held: ${this.heldDesc()})`);
+  }
+
+  /** lockdep_assert_held(): either mode. */
+  assertHeld(): void {
+    if (this.lockdep.mode(this.w.current, this) === null)
+      this.w.report("lockdep", `${this.name} must be held (held: ${this.heldDesc()})`);
+  }
+
+  /** lockdep_assert_held_read/write chosen by the `shared` flag of TDP MMU helpers. */
+  assertHeldShared(shared: boolean): void {
+    if (shared) this.assertHeldRead();
+    else this.assertHeldWrite();
+  }
+
+  private heldDesc(): string {
+    const d = this.lockdep.describe(this.w.current);
+    return d.length === 0 ? "nothing" : d.join(", ");
+  }
+}
+
+/** spinlock_t and struct mutex: exclusive locks. */
+export class SpinLock {
+  readonly id: number;
+  owner = -1;
+  constructor(
+    private readonly w: World,
+    readonly lockdep: Lockdep,
+    readonly name: string,
+  ) {
+    this.id = w.objId();
+  }
+
+  *lock(): Gen<void> {
+    yield blockingStep("lock", this.id, "w", `spin_lock(${this.name})`, () => this.owner < 0);
+    if (this.owner === this.w.current) this.w.report("deadlock", `${this.name} taken recursively`);
+    this.owner = this.w.current;
+    this.lockdep.acquired(this.w.current, this, "write");
+  }
+
+  *unlock(): Gen<void> {
+    yield step("unlock", this.id, "w", `spin_unlock(${this.name})`);
+    if (this.owner !== this.w.current || !this.lockdep.released(this.w.current, this)) {
+      this.w.report("lockdep", `unlock of ${this.name} by a thread that does not hold it`);
+      return;
+    }
+    this.owner = -1;
+  }
+
+  assertHeld(): void {
+    if (this.owner !== this.w.current) this.w.report("lockdep", `${this.name} must be held`);
+  }
+}
+
+export class Mutex extends SpinLock {}

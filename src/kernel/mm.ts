@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The host process's memory as KVM sees it through get_user_pages() and MMU notifiers:
+// anonymous private mappings, the shared zero page, copy-on-write, transparent huge pages
+// and madvise(MADV_DONTNEED).
+//
+// MODEL: only what decides the frames and mapping sizes KVM observes. No swap, no KSM, no
+// page cache, no khugepaged. A THP that is split by a partial unmap keeps all its frames
+// until its last mapping is gone (the deferred split queue is not modelled).
+import type { Gen } from "../rt/index.js";
+import { HUGE_ZERO_PFN, ZERO_PFN, type Page } from "./page_alloc.js";
+import type { World } from "./world.js";
+
+export const PAGE_SIZE = 0x1000;
+export const HPAGE_PMD_SIZE = 0x200000;
+const HPAGE_PMD_NR = 512;
+
+/** One 4K host PTE (a PMD mapping is recorded as 512 entries with `pmd` set). */
+export interface HostPte {
+  readonly page: Page;
+  /** The 4K frame this entry maps. */
+  readonly pfn: number;
+  writable: boolean;
+  pmd: boolean;
+  young: boolean;
+}
+
+export interface Vma {
+  readonly start: number;
+  readonly end: number;
+  /** MADV_HUGEPAGE (true) or MADV_NOHUGEPAGE (false). */
+  readonly thp: boolean;
+}
+
+export interface NotifierRange {
+  readonly start: number;
+  readonly end: number;
+  readonly blockable: boolean;
+}
+
+/** struct mmu_notifier_ops, the callbacks KVM registers (virt/kvm/kvm_main.c). */
+export interface MmuNotifierOps {
+  invalidateRangeStart(range: NotifierRange): Gen<void>;
+  invalidateRangeEnd(range: NotifierRange): Gen<void>;
+  changePte(address: number, pte: HostPte): Gen<void>;
+}
+
+export class Mm {
+  readonly vmas: Vma[] = [];
+  private readonly ptes = new Map<number, HostPte>();
+  notifiers: MmuNotifierOps[] = [];
+
+  constructor(private readonly w: World) {}
+
+  /** mmap(MAP_PRIVATE | MAP_ANONYMOUS) plus the madvise that sets THP eligibility. */
+  mmapAnon(start: number, size: number, thp: boolean): void {
+    this.vmas.push({ start, end: start + size, thp });
+  }
+
+  findVma(hva: number): Vma | undefined {
+    return this.vmas.find((v) => v.start <= hva && hva < v.end);
+  }
+
+  pte(hva: number): HostPte | undefined {
+    return this.ptes.get(Math.floor(hva / PAGE_SIZE));
+  }
+
+  /** The size of the host mapping of `hva`: 2 (PMD) or 1 (PTE); 0 if unmapped. */
+  mappingLevel(hva: number): number {
+    const p = this.pte(hva);
+    return p === undefined ? 0 : p.pmd ? 2 : 1;
+  }
+
+  /** get_user_page_fast_only(): a reference if the page is mapped with enough rights. */
+  gupFastOnly(hva: number, write: boolean): HostPte | null {
+    const p = this.pte(hva);
+    if (p === undefined || (write && !p.writable)) return null;
+    this.w.pages.getPage(p.page);
+    return p;
+  }
+
+  /** get_user_pages(): fault the page in as needed, then take a reference. */
+  *gup(hva: number, write: boolean): Gen<HostPte | null> {
+    for (let tries = 0; tries < 3; tries++) {
+      const p = this.gupFastOnly(hva, write);
+      if (p !== null) return p;
+      if (!(yield* this.handleMmFault(hva, write))) return null;
+    }
+    return null;
+  }
+
+  /** A store by the host process itself (the harness writing guest memory). */
+  *userWrite(hva: number): Gen<boolean> {
+    const p = yield* this.gup(hva, true);
+    if (p === null) return false;
+    p.young = true;
+    this.w.pages.putPage(p.page);
+    return true;
+  }
+
+  /** handle_mm_fault(): map something at `hva` that allows the access. */
+  *handleMmFault(hva: number, write: boolean): Gen<boolean> {
+    const vma = this.findVma(hva);
+    if (vma === undefined) return false;
+    const cur = this.pte(hva);
+    if (cur === undefined) {
+      const haddr = hva - (hva % HPAGE_PMD_SIZE);
+      if (vma.thp && haddr >= vma.start && haddr + HPAGE_PMD_SIZE <= vma.end && this.rangeEmpty(haddr, HPAGE_PMD_NR)) {
+        // do_huge_pmd_anonymous_page(): a read maps the huge zero page, a write a new THP.
+        const page = write ? this.w.pages.allocHuge(9) : this.w.pages.hugeZeroPage;
+        for (let i = 0; i < HPAGE_PMD_NR; i++)
+          this.setPte(haddr + i * PAGE_SIZE, { page, pfn: page.pfn + i, writable: write, pmd: true, young: true });
+        return true;
+      }
+      // do_anonymous_page(): a read maps the shared zero page read-only.
+      const page = write ? this.w.pages.allocPage("movable") : this.w.pages.zeroPage;
+      this.setPte(hva, { page, pfn: page.pfn, writable: write, pmd: false, young: true });
+      return true;
+    }
+    if (!write || cur.writable) return true;
+    if (cur.pmd) {
+      // do_huge_pmd_wp_page() on the huge zero page falls back to splitting the PMD into
+      // 4K zero-page entries, and the write then copies one 4K page.
+      yield* this.splitHugePmd(hva);
+    }
+    yield* this.wpPageCopy(hva);
+    return true;
+  }
+
+  /** wp_page_copy(): copy-on-write of a read-only (zero page) mapping. */
+  private *wpPageCopy(hva: number): Gen<void> {
+    const addr = hva - (hva % PAGE_SIZE);
+    const old = this.pte(addr);
+    if (old === undefined) return;
+    const page = this.w.pages.allocPage("movable");
+    const range = { start: addr, end: addr + PAGE_SIZE, blockable: true };
+    for (const n of this.notifiers) yield* n.invalidateRangeStart(range);
+    const pte: HostPte = { page, pfn: page.pfn, writable: true, pmd: false, young: true };
+    this.setPte(addr, pte);
+    // set_pte_at_notify()
+    for (const n of this.notifiers) yield* n.changePte(addr, pte);
+    for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);
+    this.w.pages.putPage(old.page);
+  }
+
+  /** __split_huge_pmd(): turn a PMD mapping into 512 PTEs, under its own notifier range. */
+  private *splitHugePmd(hva: number): Gen<void> {
+    const haddr = hva - (hva % HPAGE_PMD_SIZE);
+    const head = this.pte(haddr);
+    if (head === undefined || !head.pmd) return;
+    const range = { start: haddr, end: haddr + HPAGE_PMD_SIZE, blockable: true };
+    for (const n of this.notifiers) yield* n.invalidateRangeStart(range);
+    const zero = head.page === this.w.pages.hugeZeroPage;
+    for (let i = 0; i < HPAGE_PMD_NR; i++) {
+      const a = haddr + i * PAGE_SIZE;
+      const p = this.pte(a);
+      if (p === undefined) continue;
+      if (zero) {
+        this.setPte(a, { page: this.w.pages.zeroPage, pfn: ZERO_PFN, writable: false, pmd: false, young: p.young });
+      } else {
+        p.pmd = false;
+        // Each PTE now holds its own reference on the compound page.
+        if (i > 0) this.w.pages.getPage(p.page);
+      }
+    }
+    for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);
+  }
+
+  /** madvise(MADV_DONTNEED) → zap_page_range(): unmap, then free after the notifier ends. */
+  *madviseDontneed(start: number, len: number): Gen<void> {
+    const end = start + len;
+    const range = { start, end, blockable: true };
+    for (const n of this.notifiers) yield* n.invalidateRangeStart(range);
+    const toFree: Page[] = [];
+    for (let a = start; a < end; a += PAGE_SIZE) {
+      const p = this.pte(a);
+      if (p === undefined) continue;
+      if (p.pmd) {
+        const haddr = a - (a % HPAGE_PMD_SIZE);
+        if (haddr >= start && haddr + HPAGE_PMD_SIZE <= end) {
+          // The whole PMD goes at once.
+          for (let i = 0; i < HPAGE_PMD_NR; i++) this.ptes.delete(Math.floor((haddr + i * PAGE_SIZE) / PAGE_SIZE));
+          toFree.push(p.page);
+          a = haddr + HPAGE_PMD_SIZE - PAGE_SIZE;
+          continue;
+        }
+        yield* this.splitHugePmd(a);
+      }
+      const q = this.pte(a);
+      if (q === undefined) continue;
+      this.ptes.delete(Math.floor(a / PAGE_SIZE));
+      toFree.push(q.page);
+    }
+    for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);
+    // tlb_finish_mmu(): the gathered pages are released last.
+    for (const p of toFree) this.w.pages.putPage(p);
+  }
+
+  private rangeEmpty(hva: number, n: number): boolean {
+    for (let i = 0; i < n; i++) if (this.pte(hva + i * PAGE_SIZE) !== undefined) return false;
+    return true;
+  }
+
+  private setPte(hva: number, pte: HostPte): void {
+    this.ptes.set(Math.floor(hva / PAGE_SIZE), pte);
+  }
+}
+
+export const isZeroPfn = (pfn: number): boolean =>
+  pfn === ZERO_PFN || (pfn >= HUGE_ZERO_PFN && pfn < HUGE_ZERO_PFN + HPAGE_PMD_NR);

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The host's page allocator and struct page, reduced to what decides which frame a guest
+// page or a page table ends up in.
+//
+// MODEL: freed 4K frames come back first-in first-out, per migrate type: page tables
+// (unmovable) and anonymous memory (movable) never share frames, as on the per-CPU lists
+// of the real allocator. The oracle traces show freed anonymous frames returning in the
+// order they were freed. Huge pages come from their own aligned region and are never
+// assembled from freed 4K frames.
+
+export type MigrateType = "unmovable" | "movable";
+
+/** struct page: the head page stands for the whole compound page. */
+export class Page {
+  refcount = 0;
+  dirty = false;
+  accessed = false;
+  /** Bumped at every allocation of this frame, so a stale user can be told apart. */
+  epoch = 0;
+  free = true;
+  constructor(
+    readonly pfn: number,
+    readonly order: number,
+  ) {}
+
+  get nrPages(): number {
+    return 1 << this.order;
+  }
+}
+
+const UNMOVABLE_BASE = 0x10000;
+const MOVABLE_BASE = 0x100000;
+const HUGE_2M_BASE = 0x400000;
+const HUGE_1G_BASE = 0x4000000;
+export const ZERO_PFN = 0x2a00;
+export const HUGE_ZERO_PFN = 0x3e00;
+
+export class PageAllocator {
+  private readonly pages = new Map<number, Page>();
+  private readonly freeLists: Record<MigrateType, number[]> = { unmovable: [], movable: [] };
+  private readonly freeHuge: number[][] = [[], [], []];
+  private nextFresh: Record<MigrateType, number> = { unmovable: UNMOVABLE_BASE, movable: MOVABLE_BASE };
+  private nextHuge = [0, HUGE_2M_BASE, HUGE_1G_BASE];
+  /** Frames currently allocated (4K frames, huge pages counted in frames). */
+  allocated = 0;
+
+  readonly zeroPage: Page;
+  readonly hugeZeroPage: Page;
+
+  constructor() {
+    this.zeroPage = this.reserve(ZERO_PFN, 0);
+    this.hugeZeroPage = this.reserve(HUGE_ZERO_PFN, 9);
+  }
+
+  private reserve(pfn: number, order: number): Page {
+    const p = new Page(pfn, order);
+    p.free = false;
+    p.refcount = 1;
+    this.pages.set(pfn, p);
+    return p;
+  }
+
+  /** alloc_page(): one 4K frame with refcount 1. */
+  allocPage(mt: MigrateType): Page {
+    let pfn = this.freeLists[mt].shift();
+    if (pfn === undefined) pfn = this.nextFresh[mt]++;
+    return this.hand(pfn, 0);
+  }
+
+  /** A compound page of 2^order frames (order 9 = 2M, 18 = 1G), naturally aligned. */
+  allocHuge(order: 9 | 18): Page {
+    const idx = order === 9 ? 1 : 2;
+    let pfn = this.freeHuge[idx]!.shift();
+    if (pfn === undefined) {
+      pfn = this.nextHuge[idx]!;
+      this.nextHuge[idx] = pfn + (1 << order);
+    }
+    return this.hand(pfn, order);
+  }
+
+  private hand(pfn: number, order: number): Page {
+    let p = this.pages.get(pfn);
+    if (p === undefined || p.order !== order) {
+      p = new Page(pfn, order);
+      this.pages.set(pfn, p);
+    }
+    p.free = false;
+    p.refcount = 1;
+    p.dirty = false;
+    p.accessed = false;
+    p.epoch++;
+    this.allocated += 1 << order;
+    return p;
+  }
+
+  /** The struct page of a frame: for a frame inside a compound page, its head. */
+  pfnToPage(pfn: number): Page | undefined {
+    const p = this.pages.get(pfn);
+    if (p !== undefined) return p;
+    for (const order of [9, 18]) {
+      const head = this.pages.get(pfn - (pfn % (1 << order)));
+      if (head !== undefined && head.order === order) return head;
+    }
+    return undefined;
+  }
+
+  getPage(p: Page): void {
+    if (p.free) throw new Error(`get_page on free frame 0x${p.pfn.toString(16)}`);
+    p.refcount++;
+  }
+
+  /** put_page(): the last reference frees the frame. Returns true if it was freed. */
+  putPage(p: Page, mt: MigrateType = "movable"): boolean {
+    if (p === this.zeroPage || p === this.hugeZeroPage) return false;
+    if (p.free || p.refcount <= 0) throw new Error(`put_page on free frame 0x${p.pfn.toString(16)}`);
+    if (--p.refcount > 0) return false;
+    p.free = true;
+    this.allocated -= p.nrPages;
+    if (p.order === 0) this.freeLists[mt].push(p.pfn);
+    else this.freeHuge[p.order === 9 ? 1 : 2]!.push(p.pfn);
+    return true;
+  }
+}

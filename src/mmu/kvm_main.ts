@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The generic KVM core around the TDP MMU (virt/kvm/kvm_main.c): remote TLB flushes,
+// dirty tracking, memslot updates, the MMU-notifier protocol and the dirty-log ioctls.
+import { EEXIST, EINVAL } from "../base/index.js";
+import { blockingStep, isZeroPfn, step, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
+import { PG_LEVEL_4K } from "../spte/index.js";
+import {
+  KVM_ADDRESS_SPACE_NUM,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS,
+  KVM_MEMSLOT_INVALID,
+  KvmMemorySlot,
+  type Kvm,
+  type KvmVcpu,
+} from "./kvm_host.js";
+import {
+  kvmArchMmuEnableLogDirtyPtMasked,
+  kvmMmuSlotLeafClearDirty,
+  kvmMmuSlotRemoveWriteAccess,
+  kvmMmuSlotTrySplitHugePages,
+  kvmMmuZapAllFast,
+  kvmMmuZapCollapsibleSptes,
+} from "./mmu.js";
+import { kvmTdpMmuAgeGfnRange, kvmTdpMmuSetSpteGfn, kvmTdpMmuTestAgeGfn, kvmTdpMmuUnmapGfnRange } from "./tdp_mmu.js";
+
+// ---------------------------------------------------------------------------------------
+// TLB flushes and requests
+
+/**
+ * kvm_flush_remote_tlbs(): every vCPU drops its translations before this returns.
+ * MODEL: the request-and-kick round trip is one step; it is synchronous, as the kernel's
+ * KVM_REQUEST_WAIT makes it.
+ */
+export function* kvmFlushRemoteTlbs(kvm: Kvm): Gen<void> {
+  yield step("flush", kvm.statIds.nx + 3, "w", "kvm_flush_remote_tlbs()");
+  kvm.stat.remoteTlbFlushRequests++;
+  for (const v of kvm.vcpus) v.tlb.flushAll();
+  kvm.stat.remoteTlbFlush++;
+}
+
+/** kvm_flush_remote_tlbs_with_address(): a ranged flush (kept ranged, see spec 00 §6). */
+export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages: number): Gen<void> {
+  yield step("flush", kvm.statIds.nx + 3, "w", `kvm_flush_remote_tlbs_with_address(0x${startGfn.toString(16)}, ${pages})`);
+  kvm.stat.remoteTlbFlushRequests++;
+  for (const v of kvm.vcpus) v.tlb.flushRange(startGfn, pages);
+  kvm.stat.remoteTlbFlush++;
+}
+
+/** kvm_arch_flush_remote_tlbs_memslot() */
+export function kvmArchFlushRemoteTlbsMemslot(kvm: Kvm, slot: KvmMemorySlot): Gen<void> {
+  return kvmFlushRemoteTlbsWithAddress(kvm, slot.baseGfn, slot.npages);
+}
+
+/** kvm_make_all_cpus_request(): set the request on every vCPU and kick it. */
+export function* kvmMakeAllCpusRequest(kvm: Kvm, req: string): Gen<void> {
+  yield step("write", kvm.statIds.nx + 4, "w", `kvm_make_all_cpus_request(${req})`);
+  for (const v of kvm.vcpus) v.requests.add(req);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pages and dirty tracking
+
+/** kvm_get_running_vcpu() */
+export function kvmGetRunningVcpu(kvm: Kvm): KvmVcpu | null {
+  return kvm.vcpus.find((v) => v.runningThread === kvm.w.current) ?? null;
+}
+
+/**
+ * mark_page_dirty_in_slot(): record a dirty gfn in the slot's bitmap. Only a running vCPU
+ * can (x86 builds dirty-ring support in); without one it records nothing.
+ */
+export function markPageDirtyInSlot(kvm: Kvm, slot: KvmMemorySlot | null, gfn: number, vcpu: KvmVcpu | null = kvmGetRunningVcpu(kvm)): void {
+  if (vcpu === null) {
+    kvm.w.warnOn(kvm.usersCount !== 0, `mark_page_dirty_in_slot(gfn 0x${gfn.toString(16)}) without a running vCPU`);
+    return;
+  }
+  if (slot === null || (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) return;
+  const rel = gfn - slot.baseGfn;
+  if (rel < 0 || rel >= slot.npages) return;
+  slot.dirtyBitmap[Math.floor(rel / 64)]! |= 1n << BigInt(rel % 64);
+}
+
+/** kvm_set_pfn_dirty(): the host page gets its dirty flag (SetPageDirty). */
+export function kvmSetPfnDirty(kvm: Kvm, pfn: number): void {
+  if (isZeroPfn(pfn)) return;
+  const p = kvm.w.pages.pfnToPage(pfn);
+  if (p !== undefined && !p.free) p.dirty = true;
+}
+
+/** kvm_set_pfn_accessed(): mark_page_accessed(). */
+export function kvmSetPfnAccessed(kvm: Kvm, pfn: number): void {
+  if (isZeroPfn(pfn)) return;
+  const p = kvm.w.pages.pfnToPage(pfn);
+  if (p !== undefined && !p.free) p.accessed = true;
+}
+
+/** kvm_release_pfn_clean(): drop the reference get_user_pages() took. */
+export function kvmReleasePfnClean(kvm: Kvm, page: Page): void {
+  kvm.w.pages.putPage(page);
+}
+
+// ---------------------------------------------------------------------------------------
+// Memslot lookup
+
+/** __gfn_to_memslot() in one address space. */
+export function gfnToMemslot(kvm: Kvm, asId: number, gfn: number): KvmMemorySlot | null {
+  for (const s of kvm.memslots[asId]!.slots.values()) if (s.baseGfn <= gfn && gfn < s.endGfn) return s;
+  return null;
+}
+
+/** kvm_vcpu_gfn_to_memslot() */
+export function kvmVcpuGfnToMemslot(kvm: Kvm, vcpu: KvmVcpu, gfn: number): KvmMemorySlot | null {
+  return gfnToMemslot(kvm, vcpu.smm ? 1 : 0, gfn);
+}
+
+// ---------------------------------------------------------------------------------------
+// The MMU-notifier protocol
+
+/** kvm_mmu_invalidate_begin() */
+export function kvmMmuInvalidateBegin(kvm: Kvm, start: number, end: number): void {
+  kvm.mmuInvalidateInProgress++;
+  if (kvm.mmuInvalidateInProgress === 1) {
+    kvm.mmuInvalidateRangeStart = start;
+    kvm.mmuInvalidateRangeEnd = end;
+  } else {
+    kvm.mmuInvalidateRangeStart = Math.min(kvm.mmuInvalidateRangeStart, start);
+    kvm.mmuInvalidateRangeEnd = Math.max(kvm.mmuInvalidateRangeEnd, end);
+  }
+}
+
+/** kvm_mmu_invalidate_end(): bump the sequence before dropping the in-progress count. */
+export function kvmMmuInvalidateEnd(kvm: Kvm): void {
+  kvm.mmuInvalidateSeq++;
+  kvm.mmuInvalidateInProgress--;
+  kvm.w.bugOn(kvm.mmuInvalidateInProgress < 0, "mmu_invalidate_in_progress went negative");
+}
+
+interface GfnRange {
+  readonly slot: KvmMemorySlot;
+  readonly start: number;
+  readonly end: number;
+  readonly mayBlock: boolean;
+}
+
+interface HvaRange {
+  readonly start: number;
+  readonly end: number;
+  readonly handler: ((kvm: Kvm, r: GfnRange) => Gen<boolean>) | null;
+  readonly onLock: ((kvm: Kvm, start: number, end: number) => void) | null;
+  readonly flushOnRet: boolean;
+  readonly mayBlock: boolean;
+}
+
+/**
+ * __kvm_handle_hva_range(): for every memslot overlapping the hva range, take mmu_lock
+ * for write (once), run on_lock, then the handler on the slot's gfn range.
+ */
+function* __kvmHandleHvaRange(kvm: Kvm, r: HvaRange): Gen<boolean> {
+  let ret = false;
+  let locked = false;
+  outer: for (let asId = 0; asId < KVM_ADDRESS_SPACE_NUM; asId++) {
+    for (const slot of kvm.memslots[asId]!.sorted()) {
+      const slotEnd = slot.userspaceAddr + slot.npages * 4096;
+      if (!(slot.userspaceAddr < r.end && r.start < slotEnd)) continue;
+      const hvaStart = Math.max(r.start, slot.userspaceAddr);
+      const hvaEnd = Math.min(r.end, slotEnd);
+      const range: GfnRange = {
+        slot,
+        start: slot.baseGfn + Math.floor((hvaStart - slot.userspaceAddr) / 4096),
+        end: slot.baseGfn + Math.floor((hvaEnd + 4095 - slot.userspaceAddr) / 4096),
+        mayBlock: r.mayBlock,
+      };
+      if (!locked) {
+        locked = true;
+        yield* kvm.mmuLock.writeLock();
+        r.onLock?.(kvm, r.start, r.end);
+        if (r.handler === null) break outer;
+      }
+      if (r.handler !== null) ret = (yield* r.handler(kvm, range)) || ret;
+    }
+  }
+  if (r.flushOnRet && ret) yield* kvmFlushRemoteTlbs(kvm);
+  if (locked) yield* kvm.mmuLock.writeUnlock();
+  return ret;
+}
+
+/** kvm_unmap_gfn_range() */
+function kvmUnmapGfnRange(kvm: Kvm, r: GfnRange): Gen<boolean> {
+  return kvmTdpMmuUnmapGfnRange(kvm, r.slot.asId, r.start, r.end, r.mayBlock, false);
+}
+
+/** The MMU notifier KVM registers on the host mm (struct kvm's mmu_notifier). */
+export class KvmMmuNotifier implements MmuNotifierOps {
+  constructor(readonly kvm: Kvm) {}
+
+  /** kvm_mmu_notifier_invalidate_range_start() */
+  *invalidateRangeStart(range: NotifierRange): Gen<void> {
+    const kvm = this.kvm;
+    yield* kvm.mnInvalidateLock.lock();
+    kvm.mnActiveInvalidateCount++;
+    yield* kvm.mnInvalidateLock.unlock();
+    yield* __kvmHandleHvaRange(kvm, {
+      start: range.start,
+      end: range.end,
+      handler: kvmUnmapGfnRange,
+      onLock: (k, s, e) => kvmMmuInvalidateBegin(k, s, e),
+      flushOnRet: true,
+      mayBlock: range.blockable,
+    });
+  }
+
+  /** kvm_mmu_notifier_invalidate_range_end() */
+  *invalidateRangeEnd(range: NotifierRange): Gen<void> {
+    const kvm = this.kvm;
+    yield* __kvmHandleHvaRange(kvm, {
+      start: range.start,
+      end: range.end,
+      handler: null,
+      onLock: (k) => kvmMmuInvalidateEnd(k),
+      flushOnRet: false,
+      mayBlock: range.blockable,
+    });
+    yield* kvm.mnInvalidateLock.lock();
+    kvm.mnActiveInvalidateCount--;
+    yield* kvm.mnInvalidateLock.unlock();
+  }
+
+  /** kvm_mmu_notifier_change_pte(): only while an invalidation is in progress. */
+  *changePte(address: number, pte: HostPte): Gen<void> {
+    const kvm = this.kvm;
+    kvm.w.warnOn(kvm.mnActiveInvalidateCount === 0, "change_pte outside an invalidation");
+    if (kvm.mmuInvalidateInProgress === 0) return;
+    yield* __kvmHandleHvaRange(kvm, {
+      start: address,
+      end: address + 1,
+      handler: function* (k, r) {
+        // kvm_change_spte_gfn(): never for a slot that is being deleted or moved.
+        if (r.slot.flags & KVM_MEMSLOT_INVALID) return false;
+        return yield* kvmTdpMmuSetSpteGfn(k, r.slot.asId, r.start, pte.pfn, pte.writable);
+      },
+      onLock: null,
+      flushOnRet: true,
+      mayBlock: false,
+    });
+  }
+
+  /** kvm_mmu_notifier_clear_flush_young() / clear_young() */
+  *clearYoung(start: number, end: number, flush: boolean): Gen<boolean> {
+    return yield* __kvmHandleHvaRange(this.kvm, {
+      start,
+      end,
+      handler: (k, r) => kvmTdpMmuAgeGfnRange(k, r.slot.asId, r.start, r.end),
+      onLock: null,
+      flushOnRet: flush,
+      mayBlock: false,
+    });
+  }
+
+  /** kvm_mmu_notifier_test_young() */
+  *testYoung(address: number): Gen<boolean> {
+    return yield* __kvmHandleHvaRange(this.kvm, {
+      start: address,
+      end: address + 1,
+      handler: (k, r) => kvmTdpMmuTestAgeGfn(k, r.slot.asId, r.start),
+      onLock: null,
+      flushOnRet: false,
+      mayBlock: false,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Memslot updates
+
+export type MrChange = "create" | "delete" | "move" | "flags";
+
+export interface MemoryRegion {
+  readonly slot: number;
+  readonly asId: number;
+  readonly flags: number;
+  readonly gpa: number;
+  /** 0 deletes the slot. */
+  readonly size: number;
+  readonly hva: number;
+}
+
+/** A KVM ioctl's failure: the errno it returns. */
+export class IoctlError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * kvm_swap_active_memslots(): publish a new memslot set. The generation carries the
+ * update-in-progress bit while in flux and ends KVM_ADDRESS_SPACE_NUM higher; in-flight
+ * notifier invalidations are waited for, so start and end see the same memslots.
+ */
+function* kvmSwapActiveMemslots(kvm: Kvm, asId: number, apply: () => void): Gen<void> {
+  const set = kvm.memslots[asId]!;
+  const gen = set.generation;
+  set.generation = gen | KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS;
+  yield blockingStep("lock", kvm.mnInvalidateLock.id, "w", "wait for mn_active_invalidate_count == 0", () => kvm.mnActiveInvalidateCount === 0);
+  apply();
+  yield step("rcu", kvm.rcu.id, "w", "synchronize_srcu_expedited(&kvm->srcu)");
+  set.generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + BigInt(KVM_ADDRESS_SPACE_NUM);
+  // kvm_arch_memslots_updated() -> kvm_mmu_invalidate_mmio_sptes()
+  const g = set.generation & 0x7ffffn & ~1n;
+  if (g === 0n) yield* kvmMmuZapAllFast(kvm);
+}
+
+/**
+ * kvm_set_memory_region(): KVM_SET_USER_MEMORY_REGION.
+ * Context: takes slots_lock.
+ */
+export function* kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null> {
+  yield* kvm.slotsLock.lock();
+  try {
+    return yield* __kvmSetMemoryRegion(kvm, mem);
+  } finally {
+    yield* kvm.slotsLock.unlock();
+  }
+}
+
+function* __kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null> {
+  const set = kvm.memslots[mem.asId]!;
+  const old = set.slots.get(mem.slot);
+  const npages = Math.floor(mem.size / 4096);
+  const baseGfn = Math.floor(mem.gpa / 4096);
+  let change: MrChange;
+  if (mem.size === 0) {
+    if (old === undefined) throw new IoctlError(EINVAL, `slot ${mem.slot} does not exist`);
+    change = "delete";
+  } else if (old === undefined) {
+    change = "create";
+  } else {
+    if (old.userspaceAddr !== mem.hva || old.npages !== npages || ((old.flags ^ mem.flags) & KVM_MEM_READONLY) !== 0)
+      throw new IoctlError(EINVAL, `slot ${mem.slot}: only the address or the flags may change`);
+    if (old.baseGfn !== baseGfn) change = "move";
+    else if (old.flags !== mem.flags) change = "flags";
+    else return null;
+  }
+  if (change === "create" || change === "move") {
+    for (const s of set.slots.values())
+      if (s.id !== mem.slot && s.baseGfn < baseGfn + npages && baseGfn < s.endGfn)
+        throw new IoctlError(EEXIST, `slot ${mem.slot} overlaps slot ${s.id}`);
+  }
+
+  if (change === "delete" || change === "move") {
+    // kvm_invalidate_memslot(): publish an invalid copy, then flush the old mappings.
+    const inv = cloneSlot(old!, old!.baseGfn, old!.flags | KVM_MEMSLOT_INVALID);
+    yield* kvmSwapActiveMemslots(kvm, mem.asId, () => set.slots.set(mem.slot, inv));
+    // kvm_arch_flush_shadow_memslot() -> kvm_mmu_zap_all_fast()
+    yield* kvmMmuZapAllFast(kvm);
+  }
+
+  let next: KvmMemorySlot | null = null;
+  if (change === "create") next = new KvmMemorySlot(mem.slot, mem.asId, baseGfn, npages, mem.hva, mem.flags);
+  else if (change === "move") next = cloneSlot(old!, baseGfn, mem.flags);
+  else if (change === "flags") {
+    next = cloneSlot(old!, old!.baseGfn, mem.flags);
+    // kvm_prepare_memory_region(): a bitmap only while logging; a fresh one when it starts.
+    if ((mem.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0 && (old!.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) {
+      next.dirtyBitmap = new BigUint64Array(Math.ceil(npages / 64));
+      if (kvm.manualDirtyLogProtect) next.dirtyBitmap.fill(~0n);
+    }
+  }
+  yield* kvmSwapActiveMemslots(kvm, mem.asId, () => {
+    if (next === null) set.slots.delete(mem.slot);
+    else set.slots.set(mem.slot, next);
+  });
+  // kvm_arch_commit_memory_region()
+  yield* kvmMmuSlotApplyFlags(kvm, old ?? null, next, change);
+  return change;
+}
+
+function cloneSlot(s: KvmMemorySlot, baseGfn: number, flags: number): KvmMemorySlot {
+  const c = new KvmMemorySlot(s.id, s.asId, baseGfn, s.npages, s.userspaceAddr, flags);
+  if (baseGfn === s.baseGfn) c.dirtyBitmap = s.dirtyBitmap;
+  return c;
+}
+
+/** kvm_mmu_slot_apply_flags() (arch/x86/kvm/x86.c) */
+function* kvmMmuSlotApplyFlags(kvm: Kvm, old: KvmMemorySlot | null, next: KvmMemorySlot | null, change: MrChange): Gen<void> {
+  const oldFlags = old?.flags ?? 0;
+  const newFlags = next?.flags ?? 0;
+  const logDirtyPages = (newFlags & KVM_MEM_LOG_DIRTY_PAGES) !== 0;
+  if (change !== "flags" || (newFlags & KVM_MEM_READONLY) !== 0 || next === null) return;
+  if (kvm.w.warnOn(((oldFlags ^ newFlags) & KVM_MEM_LOG_DIRTY_PAGES) === 0, "kvm_mmu_slot_apply_flags: dirty logging not toggled")) return;
+  if (!logDirtyPages) {
+    yield* kvmMmuZapCollapsibleSptes(kvm, next);
+    return;
+  }
+  if (kvm.manualDirtyLogProtect) return;
+  if (kvm.params.eagerPageSplit) yield* kvmMmuSlotTrySplitHugePages(kvm, next, PG_LEVEL_4K);
+  if (kvm.params.pml) {
+    yield* kvmMmuSlotLeafClearDirty(kvm, next);
+    yield* kvmMmuSlotRemoveWriteAccess(kvm, next, 2);
+  } else {
+    yield* kvmMmuSlotRemoveWriteAccess(kvm, next, PG_LEVEL_4K);
+  }
+  yield* kvmArchFlushRemoteTlbsMemslot(kvm, next);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dirty-log ioctls
+
+/**
+ * KVM_GET_DIRTY_LOG (kvm_get_dirty_log_protect): harvest the bitmap and, unless manual
+ * protection is on, re-protect what was dirty. Returns the dirty gfns.
+ * Context: takes slots_lock, then mmu_lock for write.
+ */
+export function* kvmGetDirtyLog(kvm: Kvm, asId: number, slotId: number): Gen<number[]> {
+  yield* kvm.slotsLock.lock();
+  const slot = kvm.memslots[asId]!.slots.get(slotId);
+  if (slot === undefined || (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) {
+    yield* kvm.slotsLock.unlock();
+    throw new IoctlError(-2, `slot ${slotId} has no dirty log`);
+  }
+  const dirty: number[] = [];
+  let flush = false;
+  if (kvm.manualDirtyLogProtect) {
+    collect(slot, dirty);
+  } else {
+    yield* kvm.mmuLock.writeLock();
+    for (let i = 0; i < slot.dirtyBitmap.length; i++) {
+      const mask = slot.dirtyBitmap[i]!;
+      if (mask === 0n) continue;
+      flush = true;
+      slot.dirtyBitmap[i] = 0n;
+      for (let b = 0; b < 64; b++) if ((mask >> BigInt(b)) & 1n) dirty.push(slot.baseGfn + i * 64 + b);
+      yield* kvmArchMmuEnableLogDirtyPtMasked(kvm, slot, i * 64, mask);
+    }
+    yield* kvm.mmuLock.writeUnlock();
+  }
+  if (flush) yield* kvmArchFlushRemoteTlbsMemslot(kvm, slot);
+  yield* kvm.slotsLock.unlock();
+  return dirty;
+}
+
+function collect(slot: KvmMemorySlot, out: number[]): void {
+  for (let i = 0; i < slot.dirtyBitmap.length; i++) {
+    const mask = slot.dirtyBitmap[i]!;
+    for (let b = 0; b < 64; b++) if ((mask >> BigInt(b)) & 1n) out.push(slot.baseGfn + i * 64 + b);
+  }
+}
+
+/**
+ * KVM_CLEAR_DIRTY_LOG (kvm_clear_dirty_log_protect): clear [first, first + count) of the
+ * bitmap and re-protect the pages that really were dirty.
+ * Context: takes slots_lock, then mmu_lock for write.
+ */
+export function* kvmClearDirtyLog(kvm: Kvm, asId: number, slotId: number, first: number, count: number): Gen<number[]> {
+  yield* kvm.slotsLock.lock();
+  const slot = kvm.memslots[asId]!.slots.get(slotId);
+  try {
+    if (slot === undefined || (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) throw new IoctlError(-2, `slot ${slotId} has no dirty log`);
+    if (first % 64 !== 0 || (count % 64 !== 0 && first + count !== slot.npages) || first + count > slot.npages)
+      throw new IoctlError(EINVAL, `clear range [${first}, ${first + count}) is not 64-aligned inside the slot`);
+    const cleared: number[] = [];
+    let flush = false;
+    yield* kvm.mmuLock.writeLock();
+    for (let off = first; off < first + count; off += 64) {
+      const i = off / 64;
+      const n = Math.min(64, first + count - off);
+      const want = n === 64 ? ~0n & 0xffffffffffffffffn : (1n << BigInt(n)) - 1n;
+      const mask = slot.dirtyBitmap[i]! & want;
+      if (mask === 0n) continue;
+      slot.dirtyBitmap[i]! &= ~mask;
+      flush = true;
+      for (let b = 0; b < 64; b++) if ((mask >> BigInt(b)) & 1n) cleared.push(slot.baseGfn + off + b);
+      yield* kvmArchMmuEnableLogDirtyPtMasked(kvm, slot, off, mask);
+    }
+    yield* kvm.mmuLock.writeUnlock();
+    if (flush) yield* kvmArchFlushRemoteTlbsMemslot(kvm, slot);
+    return cleared;
+  } finally {
+    yield* kvm.slotsLock.unlock();
+  }
+}

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The pre-order TDP page-table iterator and the SPTE access primitives
+// (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
+// tdp_mmu.ts, not a new mode here.
+import { cmpxchg, readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
+import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn } from "../spte/index.js";
+import type { Kvm } from "./kvm_host.js";
+import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
+
+const pagesPerHpage = (level: number): number => 2 ** (9 * (level - 1));
+
+/** SPTE_INDEX() on a gfn. */
+export const spteIndexOfGfn = (gfn: number, level: number): number => Math.floor(gfn / pagesPerHpage(level)) % 512;
+
+/** round_gfn_for_level() */
+export const roundGfnForLevel = (gfn: number, level: number): number => gfn - (gfn % pagesPerHpage(level));
+
+/** kvm_tdp_mmu_read_spte(): one atomic load. */
+export function kvmTdpMmuReadSpte(kvm: Kvm, t: Table, idx: number): Gen<bigint> {
+  return readOnce(kvm.w, t, idx);
+}
+
+/** kvm_tdp_mmu_write_spte_atomic(): exchange, returning the value replaced. */
+export function kvmTdpMmuWriteSpteAtomic(kvm: Kvm, t: Table, idx: number, v: bigint): Gen<bigint> {
+  return xchg(kvm.w, t, idx, v);
+}
+
+/** __kvm_tdp_mmu_write_spte(): a plain store. */
+export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, v: bigint): Gen<void> {
+  return writeOnce(kvm.w, t, idx, v);
+}
+
+/**
+ * kvm_tdp_mmu_write_spte(): a store, or an exchange when the old value is a leaf whose
+ * Accessed/Dirty/Writable bits may change under us (hardware, fast page faults). Returns
+ * the value really replaced.
+ */
+export function* kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, oldSpte: bigint, newSpte: bigint, level: number): Gen<bigint> {
+  if (isShadowPresentPte(oldSpte) && isLastSpte(oldSpte, level) && spteHasVolatileBits(kvm.masks, oldSpte))
+    return yield* kvmTdpMmuWriteSpteAtomic(kvm, t, idx, newSpte);
+  yield* __kvmTdpMmuWriteSpte(kvm, t, idx, newSpte);
+  return oldSpte;
+}
+
+/** spte_to_child_pt(): the table a non-leaf SPTE points to, or null. */
+export function spteToChildPt(kvm: Kvm, spte: bigint, level: number): Table | null {
+  if (!isShadowPresentPte(spte) || isLastSpte(spte, level)) return null;
+  return kvm.tableAt(spteToPfn(spte)) ?? null;
+}
+
+/** struct tdp_iter */
+export class TdpIter {
+  nextLastLevelGfn = 0;
+  yieldedGfn = 0;
+  readonly ptPath: (Table | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+  /** The table holding the current SPTE and its index: together, the kernel's sptep. */
+  table!: Table;
+  idx = 0;
+  gfn = 0;
+  rootLevel = 0;
+  minLevel = 0;
+  level = 0;
+  asId = 0;
+  oldSpte = 0n;
+  valid = false;
+  yielded = false;
+
+  constructor(readonly kvm: Kvm) {}
+
+  get sptep(): number {
+    return this.table.sptep(this.idx);
+  }
+
+  private *refresh(): Gen<void> {
+    this.table = this.ptPath[this.level - 1]!;
+    this.idx = spteIndexOfGfn(this.gfn, this.level);
+    this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
+  }
+
+  /** tdp_iter_restart() */
+  *tdpIterRestart(): Gen<void> {
+    this.yielded = false;
+    this.yieldedGfn = this.nextLastLevelGfn;
+    this.level = this.rootLevel;
+    this.gfn = roundGfnForLevel(this.nextLastLevelGfn, this.level);
+    yield* this.refresh();
+    this.valid = true;
+  }
+
+  /** tdp_iter_start() */
+  *tdpIterStart(root: KvmMmuPage, minLevel: number, nextLastLevelGfn: number): Gen<void> {
+    const level = roleLevel(root.role);
+    if (this.kvm.w.warnOn(level < 1 || level > 5, "tdp_iter_start: bad root level")) {
+      this.valid = false;
+      return;
+    }
+    this.nextLastLevelGfn = nextLastLevelGfn;
+    this.rootLevel = level;
+    this.minLevel = minLevel;
+    this.ptPath[level - 1] = root.spt;
+    this.asId = kvmMmuPageAsId(root);
+    yield* this.tdpIterRestart();
+  }
+
+  /** try_step_down(): re-read the SPTE so a table linked since arrival is followed. */
+  private *tryStepDown(): Gen<boolean> {
+    if (this.level === this.minLevel) return false;
+    this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
+    const child = spteToChildPt(this.kvm, this.oldSpte, this.level);
+    if (child === null) return false;
+    this.level--;
+    this.ptPath[this.level - 1] = child;
+    this.gfn = roundGfnForLevel(this.nextLastLevelGfn, this.level);
+    yield* this.refresh();
+    return true;
+  }
+
+  /** try_step_side() */
+  private *tryStepSide(): Gen<boolean> {
+    if (this.idx === 511) return false;
+    this.gfn += pagesPerHpage(this.level);
+    this.nextLastLevelGfn = this.gfn;
+    this.idx++;
+    this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
+    return true;
+  }
+
+  /** try_step_up() */
+  private *tryStepUp(): Gen<boolean> {
+    if (this.level === this.rootLevel) return false;
+    this.level++;
+    this.gfn = roundGfnForLevel(this.gfn, this.level);
+    yield* this.refresh();
+    return true;
+  }
+
+  /** tdp_iter_next() */
+  *tdpIterNext(): Gen<void> {
+    if (this.yielded) {
+      yield* this.tdpIterRestart();
+      return;
+    }
+    if (yield* this.tryStepDown()) return;
+    do {
+      if (yield* this.tryStepSide()) return;
+    } while (yield* this.tryStepUp());
+    this.valid = false;
+  }
+}

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// VM and vCPU life cycle and the guest side of a memory access (arch/x86/kvm/x86.c,
+// virt/kvm/kvm_main.c): requests are processed before entry, the root is (re)loaded, the
+// CPU translates through its TLB and the TDP tables, and a nested page fault goes to
+// kvm_mmu_page_fault().
+import { hwTranslate, isZeroPfn, step, type Access, type Gen, type World } from "../kernel/index.js";
+import { SPTE_BASE_ADDR_MASK, rsvdBits } from "../spte/index.js";
+import { Kvm, KvmVcpu, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
+import { KvmMmuNotifier } from "./kvm_main.js";
+import { kvmMmuFreeObsoleteRoots, kvmMmuFreeRoots, kvmMmuLoad, kvmMmuPageFault } from "./mmu.js";
+import { RET_PF_EMULATE, RET_PF_NAMES, roleLevel } from "./mmu_internal.js";
+import { kvmMmuUninitTdpMmu, kvmTdpMmuZapAll } from "./tdp_mmu.js";
+
+/** kvm_create_vm(): a VM with its MMU notifier registered on the host mm. */
+export function kvmCreateVm(w: World, params: KvmParams = defaultParams, variants: Variants = new Set()): Kvm {
+  const kvm = new Kvm(w, params, variants);
+  kvm.mm.notifiers.push(new KvmMmuNotifier(kvm));
+  return kvm;
+}
+
+/** KVM_CREATE_VCPU */
+export function kvmVmIoctlCreateVcpu(kvm: Kvm): KvmVcpu {
+  const v = new KvmVcpu(kvm.vcpus.length);
+  kvm.vcpus.push(v);
+  return v;
+}
+
+/** The part of vcpu_enter_guest() that the MMU cares about: requests, then the root. */
+export function* vcpuEnterGuest(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
+  if (vcpu.requests.size !== 0) {
+    yield step("read", kvm.statIds.nx + 4, "r", "kvm_check_request()");
+    if (vcpu.requests.delete(KVM_REQ_MMU_FREE_OBSOLETE_ROOTS)) yield* kvmMmuFreeObsoleteRoots(kvm, vcpu);
+    if (vcpu.requests.delete(KVM_REQ_TLB_FLUSH)) vcpu.tlb.flushAll();
+  }
+  // kvm_mmu_reload()
+  if (vcpu.root === null) yield* kvmMmuLoad(kvm, vcpu);
+}
+
+export type GuestAccessResult =
+  | { readonly kind: "ok"; readonly pfn: number }
+  | { readonly kind: "mmio" }
+  | { readonly kind: "stuck"; readonly faults: number };
+
+/** Retries after which a guest access that keeps faulting is reported as no progress. */
+export const MAX_FAULTS_PER_ACCESS = 64;
+
+/**
+ * One guest memory access by `vcpu`, repeated after each fault until it completes: what
+ * the CPU and KVM_RUN together do for one instruction's memory operand.
+ */
+export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Access): Gen<GuestAccessResult> {
+  const gfn = Math.floor(gpa / 4096);
+  const cfg = {
+    masks: kvm.masks,
+    adEnabled: kvm.masks.shadowAccessedMask !== 0n,
+    rootLevel: kvm.params.tdpRootLevel,
+    rsvdMask: kvm.params.format === "npt" ? rsvdBits(kvm.masks.shadowPhysBits, 51) & SPTE_BASE_ADDR_MASK : 0n,
+    tableAt: (pfn: number) => kvm.tableAt(pfn),
+  };
+  vcpu.runningThread = kvm.w.current;
+  try {
+    for (let faults = 0; faults < MAX_FAULTS_PER_ACCESS; faults++) {
+      yield* vcpuEnterGuest(kvm, vcpu);
+      const root = vcpu.root!;
+      const r = yield* hwTranslate({ ...cfg, rootLevel: roleLevel(root.role) }, vcpu.tlb, root.spt, gfn, access);
+      if (r.kind === "stale-table") {
+        kvm.w.report("rcu", `vCPU ${vcpu.vcpuId} walked page table 0x${r.table.pfn.toString(16)} (L${r.level}) after it was freed`);
+        return { kind: "stuck", faults };
+      }
+      if (r.kind === "ok") {
+        const page = kvm.w.pages.pfnToPage(r.pfn);
+        if (!isZeroPfn(r.pfn) && (page === undefined || page.free))
+          kvm.w.report(
+            "host-uaf",
+            `vCPU ${vcpu.vcpuId} ${access} of gpa 0x${gpa.toString(16)} reached host frame 0x${r.pfn.toString(16)} after the host freed it${r.viaTlb ? " (stale TLB entry)" : ""}`,
+          );
+        return { kind: "ok", pfn: r.pfn };
+      }
+      if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_page_fault", vcpu: vcpu.vcpuId, gpa, errorCode: r.errorCode });
+      const ret = yield* kvmMmuPageFault(kvm, vcpu, gpa, r.errorCode);
+      // MODEL: an emulated access completes without touching guest memory through the TDP
+      // tables (MMIO exits to userspace; writes to read-only slots are dropped).
+      if (ret === RET_PF_EMULATE) return { kind: "mmio" };
+      if (ret < 0) kvm.w.report("warn", `kvm_mmu_page_fault returned ${ret} (${RET_PF_NAMES[ret] ?? "errno"})`);
+    }
+    kvm.w.report("progress", `vCPU ${vcpu.vcpuId} ${access} of gpa 0x${gpa.toString(16)} still faults after ${MAX_FAULTS_PER_ACCESS} attempts`);
+    return { kind: "stuck", faults: MAX_FAULTS_PER_ACCESS };
+  } finally {
+    vcpu.runningThread = -1;
+  }
+}
+
+/**
+ * VM teardown: the MMU notifier's release zaps everything (kvm_mmu_zap_all), vCPUs drop
+ * their roots, then kvm_mmu_uninit_tdp_mmu() frees what is left.
+ */
+export function* kvmDestroyVm(kvm: Kvm): Gen<void> {
+  kvm.usersCount = 0;
+  yield* kvm.mmuLock.writeLock();
+  yield* kvmTdpMmuZapAll(kvm);
+  yield* kvm.mmuLock.writeUnlock();
+  for (const v of kvm.vcpus) yield* kvmMmuFreeRoots(kvm, v);
+  yield* kvmMmuUninitTdpMmu(kvm);
+  for (const v of kvm.vcpus) {
+    for (const pfn of v.shadowPageCache.splice(0)) {
+      const p = kvm.w.pages.pfnToPage(pfn);
+      if (p !== undefined) kvm.w.pages.putPage(p, "unmovable");
+    }
+  }
+}

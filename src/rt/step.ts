@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// A step is one visible action on shared state. Engine code announces each step with
+// `yield step` *before* performing it, so a scheduler can decide who goes next with the
+// footprint in hand. The build also emits a "direct" copy of the engine in which every
+// announcement is stripped (scripts/strip-steps.mjs): the same source, no generator cost.
+
+/** What a step does; the scheduler and partial-order reduction read only this. */
+export type StepKind =
+  | "read" //        load of a shared word (an SPTE, a counter)
+  | "write" //       store
+  | "rmw" //         compare-and-swap, exchange, atomic or/and/add
+  | "lock" //        acquire (mode says read/write/exclusive)
+  | "unlock"
+  | "rcu" //         rcu_read_lock / rcu_read_unlock / call_rcu / grace period
+  | "flush" //       TLB flush
+  | "sched"; //      a voluntary scheduling point (cond_resched, spin on a frozen SPTE)
+
+export type AccessMode = "r" | "w";
+
+export interface Step {
+  readonly kind: StepKind;
+  /** The object touched: an SPTE slot address, a lock id, a counter id. */
+  readonly obj: number;
+  readonly mode: AccessMode;
+  /** Kernel-terms label for traces, e.g. "write_lock(mmu_lock)". */
+  readonly label: string;
+  /** False while the step cannot run (a lock held by another thread). */
+  readonly enabled?: () => boolean;
+}
+
+/** An interleavable computation: a generator of steps returning T. */
+export type Gen<T> = Generator<Step, T, void>;
+
+export function step(kind: StepKind, obj: number, mode: AccessMode, label: string): Step {
+  return { kind, obj, mode, label };
+}
+
+export function blockingStep(
+  kind: StepKind,
+  obj: number,
+  mode: AccessMode,
+  label: string,
+  enabled: () => boolean,
+): Step {
+  return { kind, obj, mode, label, enabled };
+}
