@@ -149,7 +149,9 @@ export class Kvm {
   readonly memslots: KvmMemslots[] = [new KvmMemslots(0n), new KvmMemslots(1n)];
   usersCount = 1;
   dirtyRingSize = 0;
+  /** KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled, and with KVM_DIRTY_LOG_INITIALLY_SET. */
   manualDirtyLogProtect = false;
+  manualDirtyLogInitSet = false;
   readonly vcpus: KvmVcpu[] = [];
   readonly stat = {
     pages: [0, 0, 0],

@@ -366,7 +366,8 @@ function* __kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null
     // kvm_prepare_memory_region(): a bitmap only while logging; a fresh one when it starts.
     if ((mem.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0 && (old!.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) {
       next.dirtyBitmap = new BigUint64Array(Math.ceil(npages / 64));
-      if (kvm.manualDirtyLogProtect) next.dirtyBitmap.fill(~0n);
+      if (kvm.manualDirtyLogInitSet)
+        for (let i = 0; i < npages; i++) next.dirtyBitmap[Math.floor(i / 64)]! |= 1n << BigInt(i % 64);
     }
   }
   yield* kvmSwapActiveMemslots(kvm, mem.asId, () => {
@@ -395,7 +396,7 @@ function* kvmMmuSlotApplyFlags(kvm: Kvm, old: KvmMemorySlot | null, next: KvmMem
     yield* kvmMmuZapCollapsibleSptes(kvm, next);
     return;
   }
-  if (kvm.manualDirtyLogProtect) return;
+  if (kvm.manualDirtyLogInitSet) return;
   if (kvm.params.eagerPageSplit) yield* kvmMmuSlotTrySplitHugePages(kvm, next, PG_LEVEL_4K);
   if (kvm.params.pml) {
     yield* kvmMmuSlotLeafClearDirty(kvm, next);

@@ -540,7 +540,8 @@ export function* kvmMmuSlotTrySplitHugePages(kvm: Kvm, slot: KvmMemorySlot, targ
  * Context: mmu_lock held for write.
  */
 export function* kvmArchMmuEnableLogDirtyPtMasked(kvm: Kvm, slot: KvmMemorySlot, gfnOffset: number, mask: bigint): Gen<void> {
-  if (kvm.manualDirtyLogProtect) {
+  // kvm_dirty_log_manual_protect_and_init_set()
+  if (kvm.manualDirtyLogInitSet) {
     const lo = lowBit(mask);
     const hi = highBit(mask);
     const start = slot.baseGfn + gfnOffset + lo;

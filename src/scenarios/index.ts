@@ -1,2 +1,3 @@
 // SPDX-License-Identifier: GPL-2.0-only
 export * from "./kvmtdp.js";
+export * from "./invariants.js";

@@ -5,7 +5,9 @@
 import { World, drive } from "../kernel/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
   defaultParams,
+  kvmClearDirtyLog,
   kvmCreateVm,
   kvmDestroyVm,
   kvmGetDirtyLog,
@@ -28,7 +30,10 @@ const MAXSLOTS = 8;
 const HVA_BASE = 0x7f0000000000;
 
 export type KvmtdpCommand =
-  | { readonly op: "mem"; readonly line: number; readonly slot: number; readonly gpa: number; readonly size: number; readonly huge: boolean }
+  | { readonly op: "mem"; readonly line: number; readonly slot: number; readonly gpa: number; readonly size: number; readonly huge: boolean; readonly ro: boolean }
+  | { readonly op: "manualprotect"; readonly line: number; readonly initSet: boolean }
+  | { readonly op: "clearlog"; readonly line: number; readonly slot: number; readonly first: number; readonly count: number }
+  | { readonly op: "move"; readonly line: number; readonly slot: number; readonly gpa: number }
   | { readonly op: "r" | "w"; readonly line: number; readonly gpa: number; readonly val: number }
   | { readonly op: "run"; readonly line: number }
   | { readonly op: "madvise"; readonly line: number; readonly slot: number; readonly off: number; readonly len: number }
@@ -60,6 +65,8 @@ export function parseCNumber(tok: string): number | null {
 
 interface SlotState {
   used: boolean;
+  ro: boolean;
+  dirtyLog: boolean;
   present: boolean;
   gpa: number;
   size: number;
@@ -119,13 +126,17 @@ export function parseKvmtdp(file: string, text: string): KvmtdpCommand[] {
         const size = num(3, "SIZE");
         const hp = toks[4];
         if (hp !== undefined && hp !== "huge" && hp !== "nohuge") fail(`mem: expected 'huge' or 'nohuge', got '${hp}'`);
-        noMore(5);
+        const roTok = toks[5];
+        if (roTok !== undefined && roTok !== "ro") fail(`mem: expected 'ro', got '${roTok}'`);
+        noMore(6);
         if (gpa % 4096 !== 0) fail(`mem: GPA 0x${gpa.toString(16)} is not page aligned`);
         if (size === 0 || size % 4096 !== 0) fail(`mem: SIZE 0x${size.toString(16)} must be a non-zero multiple of 4096`);
         for (const [id, s] of slots.entries())
           if (s !== undefined && s.present && gpa < s.gpa + s.size && s.gpa < gpa + size) fail(`mem: slot ${slot} overlaps slot ${id}`);
-        slots[slot] = { used: true, present: true, gpa, size, hva: HVA_BASE + slot * 0x40000000, huge: hp === "huge" };
-        cmds.push({ op: "mem", line: lineNo, slot, gpa, size, huge: hp === "huge" });
+        if (slot === 0 && gpa !== 0) fail("mem: slot 0 must start at GPA 0 (the harness lives at gfns 1-7)");
+        if (size > 0x40000000) fail(`mem: SIZE 0x${size.toString(16)} is larger than 1 GiB`);
+        slots[slot] = { used: true, ro: roTok === "ro", dirtyLog: false, present: true, gpa, size, hva: HVA_BASE + slot * 0x40000000, huge: hp === "huge" };
+        cmds.push({ op: "mem", line: lineNo, slot, gpa, size, huge: hp === "huge", ro: roTok === "ro" });
         break;
       }
       case "r":
@@ -171,12 +182,14 @@ export function parseKvmtdp(file: string, text: string): KvmtdpCommand[] {
         const a = toks[2];
         if (a !== "on" && a !== "off") fail(`dirtylog: expected 'on' or 'off', got '${a ?? ""}'`);
         noMore(3);
+        slots[slot]!.dirtyLog = a === "on";
         cmds.push({ op: "dirtylog", line: lineNo, slot, on: a === "on" });
         break;
       }
       case "getdirty": {
         const slot = slotArg(true);
         noMore(2);
+        if (!slots[slot]!.dirtyLog) fail(`getdirty: slot ${slot} does not log dirty pages`);
         cmds.push({ op: "getdirty", line: lineNo, slot });
         break;
       }
@@ -196,7 +209,44 @@ export function parseKvmtdp(file: string, text: string): KvmtdpCommand[] {
           if (s !== undefined && id !== slot && s.present && st.gpa < s.gpa + s.size && s.gpa < st.gpa + st.size)
             fail(`recreate: slot ${slot} overlaps slot ${id}`);
         st.present = true;
+        st.dirtyLog = false;
         cmds.push({ op: "recreate", line: lineNo, slot });
+        break;
+      }
+      case "manualprotect": {
+        const a = toks[1];
+        if (a !== undefined && a !== "initset") fail(`manualprotect: expected 'initset' or nothing, got '${a}'`);
+        noMore(2);
+        if (cmds.some((c) => c.op === "dirtylog")) fail("manualprotect must come before any 'dirtylog'");
+        cmds.push({ op: "manualprotect", line: lineNo, initSet: a === "initset" });
+        break;
+      }
+      case "clearlog": {
+        const slot = slotArg(true);
+        const first = num(2, "FIRST");
+        const count = num(3, "COUNT");
+        noMore(4);
+        const st = slots[slot]!;
+        if (!cmds.some((c) => c.op === "manualprotect")) fail("clearlog needs 'manualprotect' first (KVM_CLEAR_DIRTY_LOG)");
+        if (!st.dirtyLog) fail(`clearlog: slot ${slot} does not log dirty pages`);
+        const npages = st.size / 4096;
+        if (first % 64 !== 0) fail(`clearlog: FIRST ${first} is not a multiple of 64`);
+        if (count === 0 || first + count > npages || (count % 64 !== 0 && first + count !== npages))
+          fail(`clearlog: [${first}, ${first + count}) must be 64-page aligned and inside the slot's ${npages} pages`);
+        cmds.push({ op: "clearlog", line: lineNo, slot, first, count });
+        break;
+      }
+      case "move": {
+        const slot = slotArg(true);
+        const gpa = num(2, "GPA");
+        noMore(3);
+        if (slot === 0) fail("move: slot 0 holds the harness and cannot move");
+        if (gpa % 4096 !== 0) fail(`move: GPA 0x${gpa.toString(16)} is not page aligned`);
+        const st = slots[slot]!;
+        for (const [id, s2] of slots.entries())
+          if (s2 !== undefined && id !== slot && s2.present && gpa < s2.gpa + s2.size && s2.gpa < gpa + st.size) fail(`move: slot ${slot} would overlap slot ${id}`);
+        st.gpa = gpa;
+        cmds.push({ op: "move", line: lineNo, slot, gpa });
         break;
       }
       default:
@@ -283,7 +333,7 @@ export function runKvmtdp(cmds: readonly KvmtdpCommand[], opts: KvmtdpOptions = 
       case "mem": {
         const hva = HVA_BASE + c.slot * 0x40000000;
         kvm.mm.mmapAnon(hva, c.size, c.huge);
-        slots[c.slot] = { used: true, present: true, gpa: c.gpa, size: c.size, hva, huge: c.huge, flags: 0 };
+        slots[c.slot] = { used: true, ro: c.ro, dirtyLog: false, present: true, gpa: c.gpa, size: c.size, hva, huge: c.huge, flags: c.ro ? KVM_MEM_READONLY : 0 };
         setRegion(c.slot);
         break;
       }
@@ -335,7 +385,21 @@ export function runKvmtdp(cmds: readonly KvmtdpCommand[], opts: KvmtdpOptions = 
         break;
       case "recreate":
         slots[c.slot]!.present = true;
-        slots[c.slot]!.flags = 0;
+        slots[c.slot]!.flags &= KVM_MEM_READONLY;
+        setRegion(c.slot);
+        break;
+      case "manualprotect":
+        // KVM_ENABLE_CAP(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)
+        kvm.manualDirtyLogProtect = true;
+        kvm.manualDirtyLogInitSet = c.initSet;
+        break;
+      case "clearlog": {
+        const gfns = drive(kvmClearDirtyLog(kvm, 0, c.slot, c.first, c.count));
+        log.push(`cleared slot ${c.slot} first ${c.first} count ${c.count}: ${gfns.length} dirty`);
+        break;
+      }
+      case "move":
+        slots[c.slot]!.gpa = c.gpa;
         setRegion(c.slot);
         break;
     }

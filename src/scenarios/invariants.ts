@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Whole-state checks, read straight from memory without taking steps: they run between
+// operations, when nothing else is in flight.
+import { isLastSpte, isShadowPresentPte, spteToPfn } from "../spte/index.js";
+import { roleLevel, type Kvm, type KvmMmuPage } from "../mmu/index.js";
+
+/** Present leaf SPTEs per level (index level - 1) over every listed root. */
+export function countPresentLeaves(kvm: Kvm): number[] {
+  const counts = [0, 0, 0, 0, 0];
+  const visit = (sp: KvmMmuPage): void => {
+    const level = roleLevel(sp.role);
+    for (let i = 0; i < 512; i++) {
+      const s = sp.spt.spt[i]!;
+      if (!isShadowPresentPte(s)) continue;
+      if (isLastSpte(s, level)) counts[level - 1]!++;
+      else {
+        const child = kvm.tableAt(spteToPfn(s));
+        if (child !== undefined && child.owner !== undefined) visit(child.owner as KvmMmuPage);
+      }
+    }
+  };
+  for (const root of kvm.arch.tdpMmuRoots) visit(root);
+  return counts;
+}
+
+/** Problems with the page-stat counters: they must equal the present leaves per level. */
+export function checkPageStats(kvm: Kvm): string[] {
+  const c = countPresentLeaves(kvm);
+  const out: string[] = [];
+  for (let l = 1; l <= 3; l++)
+    if (kvm.stat.pages[l - 1] !== c[l - 1]) out.push(`stat.pages[${l - 1}] = ${kvm.stat.pages[l - 1]} but ${c[l - 1]} present leaves at level ${l}`);
+  return out;
+}
+
+/** After VM teardown nothing may remain: no table, no root, no pending free, no stat. */
+export function checkNoLeaks(kvm: Kvm): string[] {
+  const out: string[] = [];
+  if (kvm.w.phys.liveTables !== 0) out.push(`${kvm.w.phys.liveTables} page tables never freed`);
+  if (kvm.pendingFree !== 0) out.push(`${kvm.pendingFree} page tables still waiting for RCU`);
+  if (kvm.arch.tdpMmuRoots.length !== 0) out.push(`${kvm.arch.tdpMmuRoots.length} roots still listed`);
+  if (kvm.arch.tdpMmuPages.size !== 0) out.push(`${kvm.arch.tdpMmuPages.size} SPs still on tdp_mmu_pages`);
+  if (kvm.arch.lpageDisallowedMmuPages.length !== 0) out.push(`${kvm.arch.lpageDisallowedMmuPages.length} SPs still on the NX list`);
+  if (kvm.stat.pages.some((n) => n !== 0)) out.push(`page stats not zero: ${kvm.stat.pages.join(",")}`);
+  if (kvm.stat.nxLpageSplits !== 0) out.push(`nx_lpage_splits = ${kvm.stat.nxLpageSplits}`);
+  return out;
+}

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: GPL-2.0-only
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { ScenarioError, checkNoLeaks, checkPageStats, parseCNumber, parseKvmtdp, runKvmtdp, type KvmtdpCommand } from "./index.js";
+
+const ok = "mem 0 0 0x200000 nohuge\n";
+
+function parseError(text: string): string {
+  try {
+    parseKvmtdp("s.txt", text);
+  } catch (e) {
+    assert.ok(e instanceof ScenarioError);
+    return e.message;
+  }
+  assert.fail("expected a ScenarioError");
+}
+
+test("numbers parse as C's strtoull with base 0, whole token only", () => {
+  assert.equal(parseCNumber("0x1f"), 0x1f);
+  assert.equal(parseCNumber("017"), 15);
+  assert.equal(parseCNumber("0"), 0);
+  assert.equal(parseCNumber("42"), 42);
+  assert.equal(parseCNumber("0x"), null);
+  assert.equal(parseCNumber("12abc"), null);
+  assert.equal(parseCNumber("08"), null);
+});
+
+test("bad scenarios are rejected with file:line before anything runs", () => {
+  assert.equal(parseError(ok + "frob 1\n"), "s.txt:2: unknown command 'frob'");
+  assert.equal(parseError(ok + "r 0xzz\n"), "s.txt:2: r: bad number '0xzz' for GPA");
+  assert.equal(parseError(ok + "mem 1 0x100000 0x200000\n"), "s.txt:2: mem: slot 1 overlaps slot 0");
+  assert.equal(parseError(ok + "mem 1 0x200800 0x1000\n"), "s.txt:2: mem: GPA 0x200800 is not page aligned");
+  assert.equal(parseError(ok + "madvise 0 0x1ff000 0x2000\n"), "s.txt:2: madvise: [0x1ff000, 0x201000) is outside slot 0");
+  assert.equal(parseError(ok + "getdirty 0\n"), "s.txt:2: getdirty: slot 0 does not log dirty pages");
+  assert.equal(parseError(ok + "dirtylog 3 on\n"), "s.txt:2: slot 3 was never created with 'mem'");
+  assert.equal(parseError("mem 0 0 0x4000\nrun\n"), "s.txt:2: run: the harness needs slot 0 at GPA 0 covering at least 0x8000");
+  assert.equal(parseError(ok + "dirtylog 0 on\nclearlog 0 0 64\n"), "s.txt:3: clearlog needs 'manualprotect' first (KVM_CLEAR_DIRTY_LOG)");
+  assert.equal(parseError(ok + "mem 1 0x200000 0x1000 huge rw\n"), "s.txt:2: mem: expected 'ro', got 'rw'");
+});
+
+// Random but valid scenarios: faults, host writes, madvise, dirty logging, delete/recreate.
+const arbScenario = fc
+  .array(
+    fc.oneof(
+      fc.record({ k: fc.constant("r" as const), page: fc.integer({ min: 8, max: 1023 }) }),
+      fc.record({ k: fc.constant("w" as const), page: fc.integer({ min: 8, max: 1023 }) }),
+      fc.record({ k: fc.constant("hostwrite" as const), page: fc.integer({ min: 0, max: 511 }) }),
+      fc.record({ k: fc.constant("madvise" as const), page: fc.integer({ min: 0, max: 511 }), n: fc.integer({ min: 1, max: 600 }) }),
+      fc.record({ k: fc.constant("dirty" as const) }),
+      fc.record({ k: fc.constant("getdirty" as const) }),
+      fc.record({ k: fc.constant("delete" as const) }),
+      fc.record({ k: fc.constant("run" as const) }),
+    ),
+    { maxLength: 30 },
+  )
+  .map((ops) => {
+    const lines = ["mem 0 0 0x200000 nohuge", "mem 1 0x200000 0x200000 huge"];
+    let logging = false;
+    let present = true;
+    for (const o of ops) {
+      const slot1Gpa = (p: number): string => "0x" + ((p % 512) * 4096 + 0x200000).toString(16);
+      switch (o.k) {
+        case "r":
+        case "w":
+          lines.push(`${o.k} ${o.page >= 512 && present ? slot1Gpa(o.page) : "0x" + ((o.page % 504) + 8).toString(16) + "000"}`);
+          break;
+        case "hostwrite":
+          lines.push(`hostwrite 1 0x${(o.page * 4096).toString(16)} 7`);
+          break;
+        case "madvise": {
+          const n = Math.min(o.n, 512 - o.page);
+          lines.push(`madvise 1 0x${(o.page * 4096).toString(16)} 0x${(n * 4096).toString(16)}`);
+          break;
+        }
+        case "dirty":
+          if (present) {
+            logging = !logging;
+            lines.push(`dirtylog 1 ${logging ? "on" : "off"}`);
+          }
+          break;
+        case "getdirty":
+          if (present && logging) lines.push("getdirty 1");
+          break;
+        case "delete":
+          lines.push(present ? "delete 1" : "recreate 1");
+          present = !present;
+          logging = false;
+          break;
+        case "run":
+          lines.push("run");
+          break;
+      }
+    }
+    lines.push("run");
+    return lines.join("\n") + "\n";
+  });
+
+test("property: page stats equal the present leaves per level, and teardown leaves nothing behind", () => {
+  fc.assert(
+    fc.property(arbScenario, (text) => {
+      const cmds: KvmtdpCommand[] = parseKvmtdp("random.txt", text);
+      const r = runKvmtdp(cmds, { trace: false });
+      assert.deepEqual(checkPageStats(r.kvm), []);
+      assert.deepEqual(r.kvm.w.findings, []);
+      const t = runKvmtdp(cmds, { trace: false, teardown: true });
+      assert.deepEqual(checkNoLeaks(t.kvm), []);
+      assert.deepEqual(t.kvm.w.findings, []);
+    }),
+    { numRuns: 60, seed: 0x7d9 },
+  );
+});
