@@ -63,7 +63,7 @@ const arbScenario = fc
       switch (o.k) {
         case "r":
         case "w":
-          lines.push(`${o.k} ${o.page >= 512 && present ? slot1Gpa(o.page) : "0x" + ((o.page % 504) + 8).toString(16) + "000"}`);
+          lines.push(`${o.k} ${o.page >= 256 && present ? slot1Gpa(o.page) : "0x" + ((o.page % 504) + 8).toString(16) + "000"}`, "run");
           break;
         case "hostwrite":
           lines.push(`hostwrite 1 0x${(o.page * 4096).toString(16)} 7`);
