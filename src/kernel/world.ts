@@ -69,7 +69,7 @@ export function callChain(): string[] {
     const m = /at (?:Generator\.next \()?(?:[\w$]+\.)?([\w$]+) \(.*\/dist\/(?:gen|direct)\/(mmu|kernel|hw)\//.exec(line);
     if (m?.[1] === undefined) continue;
     const name = m[1];
-    if (name === "report" || name === "warnOn" || name === "bugOn" || name === "callChain") continue;
+    if (name === "report" || name === "warnOn" || name === "bugOn" || name === "callChain" || name.startsWith("assert")) continue;
     out.push(kernelName(name));
   }
   return out;
