@@ -5,6 +5,7 @@ import path from "node:path";
 import { KernelBug } from "../kernel/index.js";
 import { ScenarioError, TSV_HEADER, kvmtdpTsv, parseKvmtdp, runKvmtdp, type KvmtdpCommand } from "../scenarios/index.js";
 import { spteCommand } from "./spte-cmd.js";
+import { BENCH_OPS, UsageProblem, bench, type BenchOp } from "./bench.js";
 
 export class UsageError extends Error {
   readonly kind = "usage";
@@ -19,6 +20,8 @@ commands:
                           the SPTE KVM builds for a fault
   kvmtdp [--norm] [--cpu max|max,-la57] [--kvm-arg K=V]... FILE...
                           run oracle scenario files in the model; print the SPTE changes
+  bench --op populate|zap|clear-dirty|age|split --gib N [--bare] [--reps N] [--json]
+                          ns per 4K page and table bytes per mapped page (tracing off)
   demo                    run the oracle's sample scenario and show its trace
   help                    this text
 `;
@@ -42,6 +45,8 @@ export function main(argv: readonly string[], io: Out): number {
         return kvmtdpCommand(rest, io);
       case "demo":
         return demoCommand(io);
+      case "bench":
+        return benchCommand(rest, io);
       case undefined:
       case "help":
       case "--help":
@@ -52,7 +57,7 @@ export function main(argv: readonly string[], io: Out): number {
         throw new UsageError(`unknown command '${cmd}'`);
     }
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ScenarioError) {
+    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof UsageProblem) {
       io.err(`tdpmmu: ${e.message}\n`);
       return 2;
     }
@@ -148,3 +153,45 @@ function demoCommand(io: Out): number {
   io.out(`compare: tdpmmu kvmtdp --norm tools/oracle/scenario.txt  vs  tools/oracle/samples/spte-6.1.0-56-norm.tsv\n`);
   return 0;
 }
+
+function benchCommand(args: readonly string[], io: Out): number {
+  let op: BenchOp | null = null;
+  let gib = 1;
+  let bare = false;
+  let json = false;
+  let reps = 3;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const val = (): string => {
+      const v = args[++i];
+      if (v === undefined) throw new UsageError(`bench: ${a} needs a value`);
+      return v;
+    };
+    if (a === "--op") {
+      const v = val();
+      if (!(BENCH_OPS as readonly string[]).includes(v)) throw new UsageError(`bench: --op takes ${BENCH_OPS.join("|")}, got '${v}'`);
+      op = v as BenchOp;
+    } else if (a === "--gib") {
+      const v = Number(val());
+      if (!(v > 0 && v <= 64)) throw new UsageError("bench: --gib takes a number in (0, 64]");
+      gib = v;
+    } else if (a === "--reps") {
+      const v = Number(val());
+      if (!Number.isInteger(v) || v < 1 || v > 50) throw new UsageError("bench: --reps takes an integer 1..50");
+      reps = v;
+    } else if (a === "--bare") bare = true;
+    else if (a === "--json") json = true;
+    else throw new UsageError(`bench: unknown option '${a}'`);
+  }
+  if (op === null) throw new UsageError(`bench: --op is required (${BENCH_OPS.join("|")})`);
+  const r = bench(op, gib, bare, reps);
+  if (json) io.out(JSON.stringify({ op: r.op, gib: r.gib, bare: r.bare, nsPerPage: round(r.nsPerPage), bytesPerPage: round(r.bytesPerPage) }) + "\n");
+  else
+    io.out(
+      `${r.op}${r.bare ? " (bare)" : ""}: ${r.gib} GiB = ${r.pages} pages, best of ${r.reps}: ${r.nsPerPage.toFixed(1)} ns/page, ` +
+        `${r.bytesPerPage.toFixed(3)} bytes of page tables per mapped 4K page\n`,
+    );
+  return 0;
+}
+
+const round = (x: number): number => Math.round(x * 1000) / 1000;

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// `tdpmmu bench`: what one page-table operation costs per 4K guest page, with the engine's
+// full bookkeeping (default) or as the bare walk-and-SPTE work (--bare, the shape of
+// bench/cbase, so the two can be compared as a ratio in one run).
+import { performance } from "node:perf_hooks";
+import { World, drive } from "../kernel/index.js";
+import {
+  KVM_MEM_LOG_DIRTY_PAGES,
+  kvmArchMmuEnableLogDirtyPtMasked,
+  kvmCreateVm,
+  kvmMmuLoad,
+  kvmSetMemoryRegion,
+  kvmTdpMmuAgeGfnRange,
+  kvmTdpMmuMap,
+  kvmTdpMmuTrySplitHugePages,
+  kvmTdpMmuZapAll,
+  kvmVmIoctlCreateVcpu,
+  mmuTopupMemoryCaches,
+  type Kvm,
+  type KvmMemorySlot,
+  type KvmPageFault,
+  type KvmVcpu,
+} from "../mmu/index.js";
+
+export const BENCH_OPS = ["populate", "zap", "clear-dirty", "age", "split"] as const;
+export type BenchOp = (typeof BENCH_OPS)[number];
+
+export interface BenchResult {
+  readonly op: BenchOp;
+  readonly gib: number;
+  readonly bare: boolean;
+  readonly nsPerPage: number;
+  readonly bytesPerPage: number;
+  readonly pages: number;
+  readonly reps: number;
+}
+
+const PAGES_PER_GIB = 262144;
+const BASE_GFN = 1 << 20; // 4 GiB, 1 GiB aligned, as bench/cbase
+
+// ---------------------------------------------------------------------------------------
+// Full bookkeeping: the engine itself (direct build when run from bin/tdpmmu.js)
+
+interface Vm {
+  kvm: Kvm;
+  vcpu: KvmVcpu;
+  slot: KvmMemorySlot;
+}
+
+function makeVm(gib: number, format: "npt" | "ept", pml: boolean): Vm {
+  const w = new World();
+  const kvm = kvmCreateVm(w, { format, tdpRootLevel: 4, eagerPageSplit: true, nxHugePages: false, physBits: 48, pml, mmioCaching: true });
+  kvm.tracer.on = false;
+  const hva = 0x7f0000000000;
+  kvm.mm.mmapAnon(hva, gib * 0x40000000, true);
+  drive(kvmSetMemoryRegion(kvm, { slot: 0, asId: 0, flags: 0, gpa: BASE_GFN * 4096, size: gib * 0x40000000, hva }));
+  const vcpu = kvmVmIoctlCreateVcpu(kvm);
+  drive(kvmMmuLoad(kvm, vcpu));
+  return { kvm, vcpu, slot: kvm.memslots[0]!.slots.get(0)! };
+}
+
+/**
+ * Fault in every page at `level` through kvm_tdp_mmu_map() under the read lock.
+ * MODEL: the host side (get_user_pages) is replaced by a pre-resolved pfn, as a
+ * populate-without-exits benchmark measures only the MMU.
+ */
+function populate(vm: Vm, pages: number, level: 1 | 2): void {
+  const { kvm, vcpu, slot } = vm;
+  const step = level === 1 ? 1 : 512;
+  drive(kvm.mmuLock.readLock());
+  for (let i = 0; i < pages; i += step) {
+    const gfn = BASE_GFN + i;
+    if (vcpu.shadowPageCache.length < 5) mmuTopupMemoryCaches(kvm, vcpu);
+    const fault: KvmPageFault = {
+      addr: gfn * 4096,
+      errorCode: 6,
+      prefetch: false,
+      exec: false,
+      write: true,
+      present: false,
+      rsvd: false,
+      user: true,
+      isTdp: true,
+      nxHugePageWorkaroundEnabled: false,
+      hugePageDisallowed: false,
+      maxLevel: level,
+      reqLevel: 1,
+      goalLevel: 1,
+      gfn,
+      slot,
+      mmuSeq: kvm.mmuInvalidateSeq,
+      pfn: 0x1000000 + i,
+      hva: slot.gfnToHva(gfn),
+      mapWritable: true,
+      page: null,
+    };
+    if (level === 2) kvm.mm.gupFastOnly(fault.hva, true) ?? drive(kvm.mm.gup(fault.hva, true));
+    if (level === 2) fault.pfn = kvm.mm.pte(fault.hva)!.pfn;
+    drive(kvmTdpMmuMap(kvm, vcpu, fault));
+  }
+  drive(kvm.mmuLock.readUnlock());
+}
+
+function tableBytesPerPage(kvm: Kvm, pages: number): number {
+  // Page-table frames, as the kernel counts them (the root included).
+  return ((kvm.arch.tdpMmuPages.size + kvm.arch.tdpMmuRoots.length) * 4096) / pages;
+}
+
+function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
+  const pages = Math.round(gib * PAGES_PER_GIB);
+  const pml = op === "clear-dirty";
+  const vm = makeVm(gib, pml ? "ept" : "npt", pml);
+  const { kvm, slot } = vm;
+  let t0 = 0;
+  let t1 = 0;
+  let bytes = 0;
+  switch (op) {
+    case "populate":
+      t0 = performance.now();
+      populate(vm, pages, 1);
+      t1 = performance.now();
+      bytes = tableBytesPerPage(kvm, pages);
+      break;
+    case "zap":
+      populate(vm, pages, 1);
+      bytes = tableBytesPerPage(kvm, pages);
+      t0 = performance.now();
+      drive(kvm.mmuLock.writeLock());
+      drive(kvmTdpMmuZapAll(kvm));
+      drive(kvm.mmuLock.writeUnlock());
+      t1 = performance.now();
+      break;
+    case "clear-dirty": {
+      // KVM_CLEAR_DIRTY_LOG with PML: clear D bits a 64-page word at a time, write lock.
+      populate(vm, pages, 1);
+      bytes = tableBytesPerPage(kvm, pages);
+      kvm.manualDirtyLogProtect = true;
+      slot.flags |= KVM_MEM_LOG_DIRTY_PAGES;
+      t0 = performance.now();
+      drive(kvm.mmuLock.writeLock());
+      for (let off = 0; off < pages; off += 64) drive(kvmArchMmuEnableLogDirtyPtMasked(kvm, slot, off, 0xffffffffffffffffn));
+      drive(kvm.mmuLock.writeUnlock());
+      t1 = performance.now();
+      break;
+    }
+    case "age":
+      populate(vm, pages, 1);
+      bytes = tableBytesPerPage(kvm, pages);
+      t0 = performance.now();
+      drive(kvm.mmuLock.writeLock());
+      drive(kvmTdpMmuAgeGfnRange(kvm, 0, BASE_GFN, BASE_GFN + pages));
+      drive(kvm.mmuLock.writeUnlock());
+      t1 = performance.now();
+      break;
+    case "split":
+      populate(vm, pages, 2);
+      t0 = performance.now();
+      drive(kvm.mmuLock.readLock());
+      drive(kvmTdpMmuTrySplitHugePages(kvm, slot, slot.baseGfn, slot.endGfn, 1, true));
+      drive(kvm.mmuLock.readUnlock());
+      t1 = performance.now();
+      bytes = tableBytesPerPage(kvm, pages);
+      break;
+  }
+  const findings = kvm.w.findings;
+  if (findings.length > 0) throw new Error(`bench ${op}: the engine reported ${findings[0]!.check}: ${findings[0]!.message}`);
+  return { ns: ((t1 - t0) * 1e6) / pages, bytes };
+}
+
+// ---------------------------------------------------------------------------------------
+// Bare: the same radix walk and SPTE updates, no locks, stats, RCU or trace
+
+const P = 1n;
+const W = 2n;
+const A = 0x20n;
+const D = 0x40n;
+const PFN = 0x000ffffffffff000n;
+
+class BareRadix {
+  readonly tables: BigUint64Array[] = [new BigUint64Array(512)];
+  private free: number[] = [];
+
+  alloc(): number {
+    const i = this.free.pop();
+    if (i !== undefined) {
+      this.tables[i]!.fill(0n);
+      return i;
+    }
+    this.tables.push(new BigUint64Array(512));
+    return this.tables.length - 1;
+  }
+
+  populate(base: number, pages: number): void {
+    for (let i = 0; i < pages; i++) {
+      const gfn = base + i;
+      let t = this.tables[0]!;
+      for (let level = 4; level > 1; level--) {
+        const idx = Math.floor(gfn / 2 ** (9 * (level - 1))) % 512;
+        let s = t[idx]!;
+        if ((s & P) === 0n) {
+          const c = this.alloc();
+          s = (BigInt(c) << 12n) | 0x827n;
+          t[idx] = s;
+        }
+        t = this.tables[Number((s & PFN) >> 12n)]!;
+      }
+      t[gfn % 512] = (BigInt(0x1000000 + i) << 12n) | 0xe67n;
+    }
+  }
+
+  /** Visit every leaf table under the root: the shape of a range walk. */
+  private forEachLeafTable(fn: (t: BigUint64Array) => void, t: BigUint64Array = this.tables[0]!, level = 4): void {
+    for (let i = 0; i < 512; i++) {
+      const s = t[i]!;
+      if ((s & P) === 0n) continue;
+      const c = this.tables[Number((s & PFN) >> 12n)]!;
+      if (level === 2) fn(c);
+      else this.forEachLeafTable(fn, c, level - 1);
+    }
+  }
+
+  zap(): void {
+    const root = this.tables[0]!;
+    this.forEachLeafTable((t) => {
+      for (let i = 0; i < 512; i++) if (t[i]! & P) t[i] = 0n;
+    });
+    // Free every table below the root.
+    for (let i = 1; i < this.tables.length; i++) this.free.push(i);
+    root.fill(0n);
+  }
+
+  clearBits(mask: bigint): void {
+    const keep = ~mask;
+    this.forEachLeafTable((t) => {
+      for (let i = 0; i < 512; i++) {
+        const s = t[i]!;
+        if ((s & mask) !== 0n) t[i] = s & keep;
+      }
+    });
+  }
+
+  tableCount(): number {
+    return this.tables.length - this.free.length;
+  }
+}
+
+function runBare(op: BenchOp, gib: number): { ns: number; bytes: number } {
+  const pages = Math.round(gib * PAGES_PER_GIB);
+  const r = new BareRadix();
+  let t0 = 0;
+  let t1 = 0;
+  if (op === "populate") {
+    t0 = performance.now();
+    r.populate(BASE_GFN, pages);
+    t1 = performance.now();
+  } else {
+    r.populate(BASE_GFN, pages);
+    t0 = performance.now();
+    if (op === "zap") r.zap();
+    else if (op === "clear-dirty") r.clearBits(D);
+    else if (op === "age") r.clearBits(A);
+    else throw new UsageProblem("--bare has no 'split' (bench/cbase has none to compare with)");
+    t1 = performance.now();
+  }
+  const bytes = op === "zap" ? (515 * 4096 * gib) / pages : (r.tableCount() * 4096) / pages;
+  void W;
+  return { ns: ((t1 - t0) * 1e6) / pages, bytes };
+}
+
+export class UsageProblem extends Error {}
+
+/** Best of `reps` runs (each on a fresh VM). */
+export function bench(op: BenchOp, gib: number, bare: boolean, reps: number): BenchResult {
+  let best = Infinity;
+  let bytes = 0;
+  for (let i = 0; i < reps; i++) {
+    const r = bare ? runBare(op, gib) : runFull(op, gib);
+    if (r.ns < best) best = r.ns;
+    bytes = r.bytes;
+  }
+  return { op, gib, bare, nsPerPage: best, bytesPerPage: bytes, pages: Math.round(gib * PAGES_PER_GIB), reps };
+}
