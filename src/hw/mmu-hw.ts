@@ -30,7 +30,8 @@ export interface TlbEntry {
   readonly dirty: boolean;
 }
 
-const pagesAt = (level: number): number => 2 ** (9 * (level - 1));
+const PAGES_AT = [0, 1, 512, 262144, 134217728, 68719476736];
+const pagesAt = (level: number): number => PAGES_AT[level]!;
 const key = (gfn: number, level: number): number => Math.floor(gfn / pagesAt(level)) * 8 + level;
 
 /** One logical processor's TLB and paging-structure caches for the TDP tables. */

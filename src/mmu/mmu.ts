@@ -24,8 +24,7 @@ import {
   makeSpte,
   mmioSpteGenerationMatches,
   restoreAccTrackSpte,
-  vmxGetMtMask,
-} from "../spte/index.js";
+  vmxGetMtMask, kvmPagesPerHpage } from "../spte/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
@@ -87,7 +86,6 @@ import {
   tableToSp,
 } from "./tdp_mmu.js";
 
-const pagesPerHpage = (level: number): number => 2 ** (9 * (level - 1));
 /** KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE and PT64_ROOT_MAX_LEVEL */
 const NR_OBJS_PER_MEMORY_CACHE = 40;
 const PT64_ROOT_MAX_LEVEL = 5;
@@ -170,7 +168,7 @@ export function kvmMmuHugepageAdjust(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFaul
   fault.reqLevel = kvmMmuMaxMappingLevel(kvm, slot, fault.gfn, fault.maxLevel);
   if (fault.reqLevel === PG_LEVEL_4K || fault.hugePageDisallowed) return;
   fault.goalLevel = fault.reqLevel;
-  const mask = pagesPerHpage(fault.goalLevel);
+  const mask = kvmPagesPerHpage(fault.goalLevel);
   kvm.w.bugOn((fault.gfn - fault.pfn) % mask !== 0, "kvm_mmu_hugepage_adjust: gfn and pfn not congruent");
   fault.pfn -= fault.pfn % mask;
   void vcpu;
@@ -186,7 +184,7 @@ export function disallowedHugepageAdjust(fault: KvmPageFault, spte: bigint, curL
   ) {
     // pfn |= gfn & (KVM_PAGES_PER_HPAGE(cur) - KVM_PAGES_PER_HPAGE(cur - 1)), on numbers
     // wider than 32 bits.
-    fault.pfn += (fault.gfn % pagesPerHpage(curLevel)) - (fault.gfn % pagesPerHpage(curLevel - 1));
+    fault.pfn += (fault.gfn % kvmPagesPerHpage(curLevel)) - (fault.gfn % kvmPagesPerHpage(curLevel - 1));
     fault.goalLevel--;
   }
 }

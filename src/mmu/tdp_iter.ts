@@ -3,17 +3,16 @@
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
 import { cmpxchg, readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
-import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn } from "../spte/index.js";
+import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn, kvmPagesPerHpage } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
 
-const pagesPerHpage = (level: number): number => 2 ** (9 * (level - 1));
 
 /** SPTE_INDEX() on a gfn. */
-export const spteIndexOfGfn = (gfn: number, level: number): number => Math.floor(gfn / pagesPerHpage(level)) % 512;
+export const spteIndexOfGfn = (gfn: number, level: number): number => Math.floor(gfn / kvmPagesPerHpage(level)) % 512;
 
 /** round_gfn_for_level() */
-export const roundGfnForLevel = (gfn: number, level: number): number => gfn - (gfn % pagesPerHpage(level));
+export const roundGfnForLevel = (gfn: number, level: number): number => gfn - (gfn % kvmPagesPerHpage(level));
 
 /** kvm_tdp_mmu_read_spte(): one atomic load. */
 export function kvmTdpMmuReadSpte(kvm: Kvm, t: Table, idx: number): Gen<bigint> {
@@ -118,7 +117,7 @@ export class TdpIter {
   /** try_step_side() */
   private *tryStepSide(): Gen<boolean> {
     if (this.idx === 511) return false;
-    this.gfn += pagesPerHpage(this.level);
+    this.gfn += kvmPagesPerHpage(this.level);
     this.nextLastLevelGfn = this.gfn;
     this.idx++;
     this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);

@@ -28,8 +28,7 @@ import {
   spteAdEnabled,
   spteAdNeedWriteProtect,
   spteToPfn,
-  kvmMmuChangedPteNotifierMakeSpte,
-} from "../spte/index.js";
+  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
 import type { Kvm, KvmMemorySlot, KvmVcpu } from "./kvm_host.js";
 import {
@@ -56,7 +55,6 @@ import {
 } from "./kvm_main.js";
 import { disallowedHugepageAdjust, kvmMmuHugepageAdjust, kvmMmuMaxMappingLevel, makeMmioSpteForVcpu, makeSpteForVcpu } from "./mmu.js";
 
-const pagesPerHpage = (level: number): number => 2 ** (9 * (level - 1));
 const ENT = 512;
 
 // ---------------------------------------------------------------------------------------
@@ -284,7 +282,7 @@ function* handleRemovedPt(kvm: Kvm, pt: Table, shared: boolean): Gen<void> {
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_mmu_prepare_zap_page", gfn: sp.gfn, role: sp.role });
   yield* tdpMmuUnlinkSp(kvm, sp, shared);
   for (let i = 0; i < ENT; i++) {
-    const gfn = baseGfn + i * pagesPerHpage(level);
+    const gfn = baseGfn + i * kvmPagesPerHpage(level);
     let oldSpte: bigint;
     if (shared) {
       // Someone else may be midway through a frozen update of this entry: wait for it.
@@ -316,7 +314,7 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
   const pfnChanged = spteToPfn(oldSpte) !== spteToPfn(newSpte);
 
   w.warnOn(level > 5 || level < PG_LEVEL_4K, "__handle_changed_spte: bad level");
-  w.warnOn(gfn % pagesPerHpage(level) !== 0, "__handle_changed_spte: gfn not aligned to level");
+  w.warnOn(gfn % kvmPagesPerHpage(level) !== 0, "__handle_changed_spte: gfn not aligned to level");
 
   // A present leaf must never change pfn without going through non-present (and a flush).
   if (wasLeaf && isLeaf && pfnChanged)
@@ -412,7 +410,7 @@ function cmpxchgSpte(kvm: Kvm, t: Table, idx: number, old: bigint, v: bigint): G
 export function* tdpMmuZapSpteAtomic(kvm: Kvm, iter: TdpIter): Gen<number> {
   const ret = yield* tdpMmuSetSpteAtomic(kvm, iter, REMOVED_SPTE);
   if (ret !== 0) return ret;
-  yield* kvmFlushRemoteTlbsWithAddress(kvm, iter.gfn, pagesPerHpage(iter.level));
+  yield* kvmFlushRemoteTlbsWithAddress(kvm, iter.gfn, kvmPagesPerHpage(iter.level));
   // The frozen value goes away without bookkeeping: REMOVED_SPTE to 0 is not a change
   // anybody accounts for.
   yield* __kvmTdpMmuWriteSpte(kvm, iter.table, iter.idx, 0n);
@@ -676,7 +674,7 @@ function* tdpMmuMapHandleTargetLevel(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFaul
   if (newSpte === iter.oldSpte) ret = RET_PF_SPURIOUS;
   else if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) return RET_PF_RETRY;
   else if (isShadowPresentPte(iter.oldSpte) && !isLastSpte(iter.oldSpte, iter.level))
-    yield* kvmFlushRemoteTlbsWithAddress(kvm, sp.gfn, pagesPerHpage(iter.level + 1));
+    yield* kvmFlushRemoteTlbsWithAddress(kvm, sp.gfn, kvmPagesPerHpage(iter.level + 1));
 
   if (wrprot && fault.write) ret = RET_PF_EMULATE;
   if (isMmioSpte(kvm.masks, newSpte)) {

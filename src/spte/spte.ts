@@ -42,8 +42,10 @@ export function kvmHpageGfnShift(level: number): number {
 
 /** KVM_PAGES_PER_HPAGE() in arch/x86/include/asm/kvm_host.h: 4K pages mapped by one entry at `level`. */
 export function kvmPagesPerHpage(level: number): number {
-  return 2 ** kvmHpageGfnShift(level);
+  return PAGES_PER_HPAGE[level] ?? 2 ** kvmHpageGfnShift(level);
 }
+// A table lookup: this sits on every step of every walk.
+const PAGES_PER_HPAGE = [0, 1, 512, 262144, 134217728, 68719476736];
 
 // ---------------------------------------------------------------------------------------------
 // x86 page-table bits (arch/x86/kvm/mmu.h)
