@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: GPL-2.0-only
-// The direct build (step announcements stripped) runs everything that needs no scheduler.
-import { main } from "../dist/direct/cli/main.js";
+// Commands that interleave threads need the generator build; everything else runs the
+// direct build, where the step announcements are stripped.
+const cmd = process.argv[2];
+const stepped = cmd === "explore" || cmd === "replay" || cmd === "seed-demo";
+const { main } = await import(stepped ? "../dist/gen/cli/main.js" : "../dist/direct/cli/main.js");
 process.exitCode = main(process.argv.slice(2), {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),

@@ -18,7 +18,7 @@ const ALLOWED = {
   kernel: ["base", "spte", "trace", "rt", "hw"],
   mmu: ["base", "spte", "trace", "kernel"],
   scenarios: ["base", "spte", "trace", "kernel", "mmu"],
-  cli: ORDER,
+  cli: [...ORDER, "explore"],
   explore: ["base", "rt", "trace"],
   web: ["base", "trace", "spte"],
 };

@@ -16,8 +16,9 @@ import ts from "typescript";
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const src = path.join(root, "dist/gen");
 const dst = path.join(root, "dist/direct");
-// Folders that form the engine stack (explore and web stay generator-only).
-const LAYERS = ["base", "spte", "trace", "rt", "hw", "kernel", "mmu", "scenarios", "cli"];
+// The explorer is copied too (it has no steps of its own) so the CLI loads; it is only
+// ever run on the generator build.
+const LAYERS = ["base", "spte", "trace", "rt", "hw", "kernel", "mmu", "scenarios", "explore", "cli"];
 
 export function strip(code, file) {
   const sf = ts.createSourceFile(file, code, ts.ScriptTarget.ES2022, true, ts.ScriptKind.JS);

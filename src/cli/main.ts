@@ -6,6 +6,9 @@ import { KernelBug } from "../kernel/index.js";
 import { ScenarioError, TSV_HEADER, kvmtdpTsv, parseKvmtdp, runKvmtdp, type KvmtdpCommand } from "../scenarios/index.js";
 import { spteCommand } from "./spte-cmd.js";
 import { BENCH_OPS, UsageProblem, bench, type BenchOp } from "./bench.js";
+import { ExploreUsage, exploreCommand, replayCommand, variantsCommand } from "./explore-cmd.js";
+import { StaleToken } from "../explore/index.js";
+import { ScenarioJsonError } from "../scenarios/index.js";
 
 export class UsageError extends Error {
   readonly kind = "usage";
@@ -22,6 +25,14 @@ commands:
                           run oracle scenario files in the model; print the SPTE changes
   bench --op populate|zap|clear-dirty|age|split --gib N [--bare] [--reps N] [--json]
                           ns per 4K page and table bytes per mapped page (tracing off)
+  explore SCENARIO.json [--strategy dpor|random|pct] [--preemptions N] [--pct-depth D]
+          [--seed S] [--budget 60s] [--max-schedules N] [--max-steps N] [--variant V]... [--json]
+                          interleave the scenario's threads and check its invariants
+                          (exit 0 clean, 1 violation, 2 bad input, 3 internal error)
+  replay TOKEN SCENARIO.json [--json]
+                          re-run the schedule a violation report printed
+  variants [--json]       the switches that put historical bugs back
+  seed-demo               the seed rule, shown: explore the bundled seed scenario twice
   demo                    run the oracle's sample scenario and show its trace
   help                    this text
 `;
@@ -47,6 +58,14 @@ export function main(argv: readonly string[], io: Out): number {
         return demoCommand(io);
       case "bench":
         return benchCommand(rest, io);
+      case "explore":
+        return exploreCommand(rest, io);
+      case "replay":
+        return replayCommand(rest, io);
+      case "variants":
+        return variantsCommand(rest, io);
+      case "seed-demo":
+        return seedDemo(io);
       case undefined:
       case "help":
       case "--help":
@@ -57,7 +76,14 @@ export function main(argv: readonly string[], io: Out): number {
         throw new UsageError(`unknown command '${cmd}'`);
     }
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof UsageProblem) {
+    if (
+      e instanceof UsageError ||
+      e instanceof ScenarioError ||
+      e instanceof UsageProblem ||
+      e instanceof ExploreUsage ||
+      e instanceof ScenarioJsonError ||
+      e instanceof StaleToken
+    ) {
       io.err(`tdpmmu: ${e.message}\n`);
       return 2;
     }
@@ -195,3 +221,16 @@ function benchCommand(args: readonly string[], io: Out): number {
 }
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;
+
+function seedDemo(io: Out): number {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  const file = path.resolve(here, "../../../scenarios/seed-notifier-vs-fault.json");
+  const rel = path.relative(process.cwd(), file);
+  io.out("The seed rule: a zap that a caller relies on for correctness must hold mmu_lock for write,\n");
+  io.out("otherwise a vCPU faulting with mmu_lock held for read can reinstall the SPTE at once.\n\n");
+  io.out(`1) ${rel} with the rule taken away (--variant zap-under-read-lock):\n\n`);
+  const a = exploreCommand([rel, "--variant", "zap-under-read-lock", "--preemptions", "1"], io);
+  io.out(`\n2) the same scenario on faithful Linux 6.1.192:\n\n`);
+  const b = exploreCommand([rel, "--preemptions", "2"], io);
+  return a === 1 && b === 0 ? 0 : 1;
+}

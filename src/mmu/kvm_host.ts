@@ -170,6 +170,13 @@ export class Kvm {
   };
   /** Page-table frames handed to the RCU callback but not yet freed. */
   pendingFree = 0;
+  /**
+   * MODEL: ranges a correctness zap has cleared and whose invalidation has not ended yet
+   * (the zap-post check: no present SPTE may appear in them). Empty unless a checker
+   * turns it on with `checkZapPost`.
+   */
+  checkZapPost = false;
+  readonly zapObligations: { asId: number; start: number; end: number; thread: number }[] = [];
 
   constructor(
     readonly w: World,

@@ -3,7 +3,7 @@
 // dirty tracking, memslot updates, the MMU-notifier protocol and the dirty-log ioctls.
 import { EEXIST, EINVAL } from "../base/index.js";
 import { blockingStep, isZeroPfn, step, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
-import { PG_LEVEL_4K } from "../spte/index.js";
+import { PG_LEVEL_4K, isLastSpte, isShadowPresentPte, kvmPagesPerHpage, spteToPfn } from "../spte/index.js";
 import {
   KVM_ADDRESS_SPACE_NUM,
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -131,6 +131,7 @@ export function kvmMmuInvalidateBegin(kvm: Kvm, start: number, end: number): voi
 
 /** kvm_mmu_invalidate_end(): bump the sequence before dropping the in-progress count. */
 export function kvmMmuInvalidateEnd(kvm: Kvm): void {
+  if (kvm.zapObligations.length !== 0 && kvm.mmuInvalidateInProgress === 1) kvm.zapObligations.length = 0;
   kvm.mmuInvalidateSeq++;
   kvm.mmuInvalidateInProgress--;
   kvm.w.bugOn(kvm.mmuInvalidateInProgress < 0, "mmu_invalidate_in_progress went negative");
@@ -159,6 +160,8 @@ interface HvaRange {
 function* __kvmHandleHvaRange(kvm: Kvm, r: HvaRange): Gen<boolean> {
   let ret = false;
   let locked = false;
+  // Variant zap-under-read-lock: the notifier's correctness zap (Z2) runs as a reader.
+  const readLocked = r.handler === kvmUnmapGfnRange && kvm.variant("zap-under-read-lock");
   outer: for (let asId = 0; asId < KVM_ADDRESS_SPACE_NUM; asId++) {
     for (const slot of kvm.memslots[asId]!.sorted()) {
       const slotEnd = slot.userspaceAddr + slot.npages * 4096;
@@ -173,16 +176,52 @@ function* __kvmHandleHvaRange(kvm: Kvm, r: HvaRange): Gen<boolean> {
       };
       if (!locked) {
         locked = true;
-        yield* kvm.mmuLock.writeLock();
+        if (readLocked) yield* kvm.mmuLock.readLock();
+        else yield* kvm.mmuLock.writeLock();
         r.onLock?.(kvm, r.start, r.end);
         if (r.handler === null) break outer;
       }
       if (r.handler !== null) ret = (yield* r.handler(kvm, range)) || ret;
+      if (r.handler === kvmUnmapGfnRange && kvm.checkZapPost) zapObligation(kvm, asId, range.start, range.end);
     }
   }
   if (r.flushOnRet && ret) yield* kvmFlushRemoteTlbs(kvm);
-  if (locked) yield* kvm.mmuLock.writeUnlock();
+  if (locked) {
+    if (readLocked) yield* kvm.mmuLock.readUnlock();
+    else yield* kvm.mmuLock.writeUnlock();
+  }
   return ret;
+}
+
+/**
+ * MODEL: the zap-post check. Once a correctness zap of [start, end) returns, no present
+ * leaf may map the range until the invalidation ends; record the obligation and check
+ * that it holds right now.
+ */
+export function zapObligation(kvm: Kvm, asId: number, start: number, end: number): void {
+  kvm.zapObligations.push({ asId, start, end, thread: kvm.w.current });
+  for (const root of kvm.arch.tdpMmuRoots) {
+    if (((root.role >>> 24) !== 0 ? 1 : 0) !== asId) continue;
+    const hit = firstPresentLeaf(kvm, root.spt, root.role & 0xf, 0, start, end);
+    if (hit !== null)
+      kvm.w.report("zap-post", `gfn 0x${hit.toString(16)} is still mapped right after a correctness zap of [0x${start.toString(16)}, 0x${end.toString(16)})`);
+  }
+}
+
+function firstPresentLeaf(kvm: Kvm, t: import("../kernel/index.js").Table, level: number, base: number, start: number, end: number): number | null {
+  const span = kvmPagesPerHpage(level);
+  for (let i = 0; i < 512; i++) {
+    const g = base + i * span;
+    if (g >= end || g + span <= start) continue;
+    const s = t.spt[i]!;
+    if (!isShadowPresentPte(s)) continue;
+    if (isLastSpte(s, level)) return Math.max(g, start);
+    const child = kvm.tableAt(spteToPfn(s));
+    if (child === undefined) continue;
+    const r = firstPresentLeaf(kvm, child, level - 1, g, start, end);
+    if (r !== null) return r;
+  }
+  return null;
 }
 
 /** kvm_unmap_gfn_range() */

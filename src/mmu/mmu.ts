@@ -66,6 +66,7 @@ import {
   kvmReleasePfnClean,
   kvmVcpuGfnToMemslot,
   markPageDirtyInSlot,
+  zapObligation,
 } from "./kvm_main.js";
 import {
   kvmTdpMmuClearDirtyPtMasked,
@@ -484,6 +485,10 @@ export function* kvmZapGfnRange(kvm: Kvm, start: number, end: number): Gen<void>
   else yield* kvm.mmuLock.writeLock();
   kvmMmuInvalidateBegin(kvm, 0, Number.MAX_SAFE_INTEGER);
   const flush = yield* kvmTdpMmuZapLeafs(kvm, start, end, false);
+  if (kvm.checkZapPost) {
+    zapObligation(kvm, 0, start, end);
+    zapObligation(kvm, 1, start, end);
+  }
   if (flush) yield* kvmFlushRemoteTlbsWithAddress(kvm, start, end - start);
   kvmMmuInvalidateEnd(kvm);
   if (readMode) yield* kvm.mmuLock.readUnlock();

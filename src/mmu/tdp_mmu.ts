@@ -324,6 +324,8 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
 
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_tdp_mmu_spte_changed", asId, gfn, level, oldSpte, newSpte });
 
+  if (isLeaf && kvm.zapObligations.length !== 0) checkZapObligations(kvm, asId, gfn, level, newSpte);
+
   if (isLeaf) {
     const bad = checkSpteWritableInvariants(kvm.masks, newSpte);
     if (bad !== null) w.report("warn", `check_spte_writable_invariants: ${bad}`);
@@ -350,6 +352,17 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
     if (child !== null) yield* handleRemovedPt(kvm, child, shared);
     else w.report("bug", `non-leaf SPTE 0x${oldSpte.toString(16)} points to no page table`);
   }
+}
+
+/** MODEL: a present leaf appearing inside a range that a correctness zap just emptied. */
+function checkZapObligations(kvm: Kvm, asId: number, gfn: number, level: number, newSpte: bigint): void {
+  const end = gfn + kvmPagesPerHpage(level);
+  for (const o of kvm.zapObligations)
+    if (o.asId === asId && gfn < o.end && o.start < end)
+      kvm.w.report(
+        "zap-post",
+        `SPTE 0x${newSpte.toString(16)} installed for gfn 0x${gfn.toString(16)} (L${level}) inside [0x${o.start.toString(16)}, 0x${o.end.toString(16)}), which thread ${o.thread} zapped for correctness and has not finished invalidating`,
+      );
 }
 
 /** handle_changed_spte_acc_track() */

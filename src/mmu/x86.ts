@@ -3,12 +3,12 @@
 // virt/kvm/kvm_main.c): requests are processed before entry, the root is (re)loaded, the
 // CPU translates through its TLB and the TDP tables, and a nested page fault goes to
 // kvm_mmu_page_fault().
-import { hwTranslate, isZeroPfn, step, type Access, type Gen, type World } from "../kernel/index.js";
+import { blockingStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type World } from "../kernel/index.js";
 import { SPTE_BASE_ADDR_MASK, rsvdBits } from "../spte/index.js";
 import { Kvm, KvmVcpu, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
 import { KvmMmuNotifier } from "./kvm_main.js";
 import { kvmMmuFreeObsoleteRoots, kvmMmuFreeRoots, kvmMmuLoad, kvmMmuPageFault } from "./mmu.js";
-import { RET_PF_EMULATE, RET_PF_NAMES, roleLevel } from "./mmu_internal.js";
+import { RET_PF_EMULATE, RET_PF_NAMES, RET_PF_RETRY, roleLevel } from "./mmu_internal.js";
 import { kvmMmuUninitTdpMmu, kvmTdpMmuZapAll } from "./tdp_mmu.js";
 
 /** kvm_create_vm(): a VM with its MMU notifier registered on the host mm. */
@@ -82,6 +82,13 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       // tables (MMIO exits to userspace; writes to read-only slots are dropped).
       if (ret === RET_PF_EMULATE) return { kind: "mmio" };
       if (ret < 0) kvm.w.report("warn", `kvm_mmu_page_fault returned ${ret} (${RET_PF_NAMES[ret] ?? "errno"})`);
+      if (ret === RET_PF_RETRY && kvm.mmuInvalidateInProgress > 0) {
+        // MODEL: a vCPU that retries while an invalidation is in flight spins until it
+        // ends; the spin is one blocking step, so no schedule can starve the invalidation
+        // and no retry spent waiting counts against progress.
+        yield blockingStep("sched", kvm.statIds.nx + 2, "r", "retry: wait for mmu_invalidate_in_progress == 0", () => kvm.mmuInvalidateInProgress === 0);
+        faults--;
+      }
     }
     kvm.w.report("progress", `vCPU ${vcpu.vcpuId} ${access} of gpa 0x${gpa.toString(16)} still faults after ${MAX_FAULTS_PER_ACCESS} attempts`);
     return { kind: "stuck", faults: MAX_FAULTS_PER_ACCESS };

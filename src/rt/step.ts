@@ -26,12 +26,18 @@ export interface Step {
   readonly label: string;
   /** False while the step cannot run (a lock held by another thread). */
   readonly enabled?: () => boolean;
+  /** Where the step was announced (only when `stepDebug.capture` is on: replays for reports). */
+  readonly stack?: string;
 }
+
+/** Capture the announcing stack of every step: costly, used only to render a counterexample. */
+export const stepDebug = { capture: false };
 
 /** An interleavable computation: a generator of steps returning T. */
 export type Gen<T> = Generator<Step, T, void>;
 
 export function step(kind: StepKind, obj: number, mode: AccessMode, label: string): Step {
+  if (stepDebug.capture) return { kind, obj, mode, label, stack: new Error().stack ?? "" };
   return { kind, obj, mode, label };
 }
 
@@ -42,5 +48,6 @@ export function blockingStep(
   label: string,
   enabled: () => boolean,
 ): Step {
+  if (stepDebug.capture) return { kind, obj, mode, label, enabled, stack: new Error().stack ?? "" };
   return { kind, obj, mode, label, enabled };
 }

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// `tdpmmu explore`, `tdpmmu replay` and `tdpmmu variants`.
+import fs from "node:fs";
+import { performance } from "node:perf_hooks";
+import { kernelName } from "../kernel/index.js";
+import { StaleToken, decodeToken, encodeToken, explore, fingerprint, runOnce, type Execution, type Strategy, type Violation } from "../explore/index.js";
+import { stepDebug } from "../rt/index.js";
+import { VARIANTS, makeProgram, parseScenario, type ConcurrentScenario } from "../scenarios/index.js";
+import { TRACE_SCHEMA_VERSION, type TraceEvent } from "../trace/index.js";
+
+export class ExploreUsage extends Error {
+  readonly kind = "usage";
+}
+
+interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+function loadScenario(file: string, variants: readonly string[]): ConcurrentScenario {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    throw new ExploreUsage(`${file}: cannot read`);
+  }
+  return parseScenario(file, text, variants);
+}
+
+export interface TraceRow {
+  readonly step: number;
+  readonly thread: string;
+  readonly fn: string;
+  readonly action: string;
+  readonly spte: string[];
+  readonly locks: string[];
+}
+
+/** Re-run one schedule with tracing and call sites on, for the report. */
+export function traceSchedule(sc: ConcurrentScenario, schedule: readonly number[]): { rows: TraceRow[]; violation: Violation | null } {
+  const program = makeProgram(sc);
+  const rows: TraceRow[] = [];
+  let inst: ReturnType<typeof program>["instance"] | null = null;
+  let pendingSpte: string[] = [];
+  stepDebug.capture = true;
+  try {
+    const r = runOnce(
+      () => {
+        const ex = program();
+        inst = ex.instance;
+        ex.instance.kvm.tracer.on = true;
+        ex.instance.kvm.tracer.sink = (rec) => {
+          const e: TraceEvent = rec.event;
+          if (e.ev === "kvm_tdp_mmu_spte_changed")
+            pendingSpte.push(`gfn 0x${e.gfn.toString(16)} L${e.level}: 0x${e.oldSpte.toString(16)} -> 0x${e.newSpte.toString(16)}`);
+        };
+        return ex as Execution;
+      },
+      {
+        maxSteps: 1_000_000,
+        choose: (_e, _p, depth) => {
+          const t = schedule[depth];
+          if (t === undefined) throw new StaleToken(`the schedule ends after ${schedule.length} steps but the run goes on`);
+          return t;
+        },
+        observe: (rec) => {
+          const i = inst!;
+          rows.push({
+            step: rec.index,
+            thread: sc.threads[rec.thread]!.name,
+            fn: topFunction(rec.step.stack ?? ""),
+            action: rec.step.label,
+            spte: pendingSpte,
+            locks: i.kvm.lockdep.describe(rec.thread).concat(i.kvm.rcu.inReadSide(rec.thread) ? ["rcu"] : []),
+          });
+          pendingSpte = [];
+        },
+      },
+    );
+    return { rows, violation: r.violation };
+  } finally {
+    stepDebug.capture = false;
+  }
+}
+
+function topFunction(stack: string): string {
+  const names: string[] = [];
+  for (const line of stack.split("\n").slice(1)) {
+    const m = /at (?:Generator\.next \()?(?:[\w$]+\.)?([\w$]+) \(.*\/dist\/(?:gen|direct)\/(mmu|kernel|hw)\//.exec(line);
+    if (m?.[1] === undefined) continue;
+    if (/^(step|blockingStep|readOnce|writeOnce|xchg|cmpxchg|atomicAdd|kvmTdpMmu(Read|Write)Spte(Atomic)?|__kvmTdpMmuWriteSpte|refresh|try.*|readLock|writeLock|readUnlock|writeUnlock|lock|unlock|rcuRead(Un)?[lL]ock|callRcu)$/.test(m[1])) {
+      if (names.length === 0) names.push(kernelName(m[1]));
+      continue;
+    }
+    return kernelName(m[1]);
+  }
+  return names[0] ?? "";
+}
+
+/** Thread columns, the way locking.rst draws CPU 0 beside CPU 1. */
+export function renderColumns(sc: ConcurrentScenario, rows: readonly TraceRow[], keepLast = 60): string {
+  const width = 58;
+  const names = sc.threads.map((t) => t.name);
+  const head = names.map((n) => n.padEnd(width)).join(" | ");
+  const lines = [head, names.map(() => "-".repeat(width)).join("-+-")];
+  const shown = rows.length > keepLast ? rows.slice(rows.length - keepLast) : rows;
+  if (shown.length < rows.length) lines.push(`(${rows.length - shown.length} earlier steps not shown)`);
+  for (const r of shown) {
+    const col = names.indexOf(r.thread);
+    const cells = [`${r.step}: ${r.fn ? r.fn + ": " : ""}${r.action}`, ...r.spte.map((s) => `    ${s}`)];
+    if (r.locks.length > 0) cells[0] += `  [${r.locks.join(" ")}]`;
+    for (const c of cells) {
+      const parts = names.map((_, i) => (i === col ? clip(c, width) : "").padEnd(width));
+      lines.push(parts.join(" | ").trimEnd());
+    }
+  }
+  return lines.join("\n");
+}
+
+const clip = (s: string, n: number): string => (s.length > n ? s.slice(0, n - 1) + "…" : s);
+
+export interface ExploreCliResult {
+  readonly violation: null | { check: string; message: string; trace: TraceRow[]; token: string; replay: string };
+  readonly schedules: number;
+  readonly complete: boolean;
+  readonly strategy: Strategy;
+  readonly variants: string[];
+  readonly summary: string;
+  readonly preemptions: number;
+}
+
+export function exploreScenario(
+  file: string,
+  sc: ConcurrentScenario,
+  o: { strategy: Strategy; preemptions: number; seed: number; budgetMs: number; maxSchedules: number; maxSteps: number; pctDepth: number },
+  progress: ((s: number, b: number) => void) | undefined,
+): ExploreCliResult {
+  const program = makeProgram(sc) as unknown as () => Execution;
+  const r = explore(program, { ...o, now: () => performance.now(), ...(progress !== undefined ? { progress } : {}) });
+  const base = { schedules: r.schedules, complete: r.complete, strategy: o.strategy, variants: [...sc.variants], summary: r.summary, preemptions: r.preemptions };
+  if (r.violation === null) return { ...base, violation: null };
+  const token = encodeToken(fingerprint(sc.text), sc.variants, r.schedule);
+  const t = traceSchedule(sc, r.schedule);
+  return {
+    ...base,
+    violation: { check: r.violation.check, message: r.violation.message, trace: t.rows, token, replay: `npx tdpmmu replay ${token} ${file}` },
+  };
+}
+
+export function exploreCommand(args: readonly string[], io: Io): number {
+  let file: string | null = null;
+  let strategy: Strategy = "dpor";
+  let preemptions = 2;
+  let seed = 1;
+  let budgetMs = 60_000;
+  let maxSchedules = 1_000_000;
+  let maxSteps = 20_000;
+  let pctDepth = 3;
+  let json = false;
+  const variants: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const val = (): string => {
+      const v = args[++i];
+      if (v === undefined) throw new ExploreUsage(`explore: ${a} needs a value`);
+      return v;
+    };
+    const int = (v: string, lo: number, hi: number): number => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < lo || n > hi) throw new ExploreUsage(`explore: ${a} takes an integer ${lo}..${hi}, got '${v}'`);
+      return n;
+    };
+    if (a === "--strategy") {
+      const v = val();
+      if (v !== "dpor" && v !== "random" && v !== "pct") throw new ExploreUsage(`explore: --strategy takes dpor|random|pct, got '${v}'`);
+      strategy = v;
+    } else if (a === "--preemptions") preemptions = int(val(), 0, 50);
+    else if (a === "--pct-depth") pctDepth = int(val(), 1, 20);
+    else if (a === "--seed") seed = int(val(), 0, 2 ** 31);
+    else if (a === "--max-schedules") maxSchedules = int(val(), 1, 1e9);
+    else if (a === "--max-steps") maxSteps = int(val(), 1, 1e8);
+    else if (a === "--budget") {
+      const v = val();
+      const m = /^(\d+)(ms|s|m)?$/.exec(v);
+      if (m === null) throw new ExploreUsage(`explore: --budget takes a duration like 60s, 500ms or 2m, got '${v}'`);
+      budgetMs = Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "m" ? 60_000 : 1000);
+    } else if (a === "--variant") {
+      const v = val();
+      if (VARIANTS[v] === undefined) throw new ExploreUsage(`explore: unknown variant '${v}' (see 'tdpmmu variants')`);
+      variants.push(v);
+    } else if (a === "--json") json = true;
+    else if (a.startsWith("-")) throw new ExploreUsage(`explore: unknown option '${a}'`);
+    else if (file === null) file = a;
+    else throw new ExploreUsage(`explore: one scenario file at a time (got '${file}' and '${a}')`);
+  }
+  if (file === null) throw new ExploreUsage("explore: no scenario file given");
+  const sc = loadScenario(file, variants);
+  const tty = !json && process.stderr.isTTY === true;
+  const t0 = performance.now();
+  const progress = tty
+    ? (s: number, b: number): void => {
+        const secs = (performance.now() - t0) / 1000;
+        process.stderr.write(`\r${s} schedules, ${(s / Math.max(secs, 1e-3)).toFixed(0)}/s, preemption bound ${b}   `);
+      }
+    : undefined;
+  const r = exploreScenario(file, sc, { strategy, preemptions, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress);
+  if (tty) process.stderr.write("\r\x1b[K");
+  const secs = (performance.now() - t0) / 1000;
+  if (json) {
+    io.out(
+      JSON.stringify({
+        schema: TRACE_SCHEMA_VERSION,
+        scenario: sc.name,
+        violation: r.violation,
+        schedules: r.schedules,
+        complete: r.complete,
+        strategy: r.strategy,
+        variants: r.variants,
+        summary: r.summary,
+      }) + "\n",
+    );
+  } else io.out(renderResult(sc, r, secs));
+  return r.violation === null ? 0 : 1;
+}
+
+export function renderResult(sc: ConcurrentScenario, r: ExploreCliResult, secs: number): string {
+  const v = r.variants.length > 0 ? ` with variant${r.variants.length > 1 ? "s" : ""} ${r.variants.join(", ")}` : " (faithful 6.1.192)";
+  let s = `scenario ${sc.name}${v}: ${r.summary}; ${r.schedules} schedules in ${secs.toFixed(2)} s\n`;
+  if (r.violation === null) return s + "no violation\n";
+  s += `\nVIOLATION [${r.violation.check}] ${r.violation.message}\n`;
+  s += `shortest found: ${r.preemptions} preemption(s), ${r.violation.trace.length} steps\n\n`;
+  s += renderColumns(sc, r.violation.trace) + "\n\n";
+  s += `replay: ${r.violation.replay}\n`;
+  return s;
+}
+
+export function replayCommand(args: readonly string[], io: Io): number {
+  const json = args.includes("--json");
+  const pos = args.filter((a) => a !== "--json");
+  for (const a of pos) if (a.startsWith("-")) throw new ExploreUsage(`replay: unknown option '${a}'`);
+  if (pos.length !== 2) throw new ExploreUsage("replay: usage: tdpmmu replay TOKEN SCENARIO [--json]");
+  const [token, file] = pos as [string, string];
+  const d = decodeToken(token);
+  for (const v of d.variants) if (VARIANTS[v] === undefined) throw new StaleToken(`replay token names unknown variant '${v}'`);
+  const sc0 = loadScenario(file, []);
+  if (fingerprint(sc0.text) !== d.fingerprint) throw new StaleToken(`replay token was made for another version of ${file} (fingerprint ${d.fingerprint}, file has ${fingerprint(sc0.text)})`);
+  const sc = parseScenario(file, sc0.text, d.variants.filter((x) => !sc0.variants.includes(x)));
+  const t = traceSchedule(sc, d.schedule);
+  if (t.rows.length !== d.schedule.length) throw new StaleToken(`replay token does not fit the model any more: the run ended after ${t.rows.length} of ${d.schedule.length} steps`);
+  if (json) io.out(JSON.stringify({ schema: TRACE_SCHEMA_VERSION, scenario: sc.name, violation: t.violation, trace: t.rows }) + "\n");
+  else {
+    io.out(renderColumns(sc, t.rows, 1_000_000) + "\n\n");
+    io.out(t.violation === null ? "no violation on this schedule\n" : `VIOLATION [${t.violation.check}] ${t.violation.message}\n`);
+  }
+  return t.violation === null ? 0 : 1;
+}
+
+export function variantsCommand(args: readonly string[], io: Io): number {
+  if (args.includes("--json")) io.out(JSON.stringify(Object.entries(VARIANTS).map(([name, v]) => ({ name, ...v }))) + "\n");
+  else for (const [name, v] of Object.entries(VARIANTS)) io.out(`${name}\n    ${v.what}\n    reverts: ${v.reverts}\n`);
+  return 0;
+}

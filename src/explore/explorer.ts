@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The explorer: runs a program's threads under a deterministic scheduler, re-executing
+// from the start for every schedule, and looks for a schedule that breaks a check.
+//
+// It knows nothing of the model. A program is a factory of executions; an execution is a
+// set of threads (generators of steps) plus a check run after every step. The same
+// factory, seed and schedule always give the same run.
+import { fnv1a, Prng } from "../base/index.js";
+import type { Gen, Step } from "../rt/index.js";
+
+export interface Violation {
+  readonly check: string;
+  readonly message: string;
+}
+
+export interface ThreadSpec {
+  readonly name: string;
+  readonly body: () => Gen<void>;
+}
+
+export interface Execution {
+  readonly threads: readonly ThreadSpec[];
+  /** The thread about to run (so the model's notion of "current" follows the scheduler). */
+  setCurrent(thread: number): void;
+  /** After each step: a broken rule, or null. */
+  afterStep(thread: number, step: Step): Violation | null;
+  /** When every thread is done. */
+  atEnd(): Violation | null;
+  /** Turn an exception thrown by a thread into a violation (a kernel BUG) or null (ours). */
+  classify(e: unknown): Violation | null;
+}
+
+export type Program = () => Execution;
+
+/** One executed step, for traces. */
+export interface StepRecord {
+  readonly thread: number;
+  readonly step: Step;
+  /** Index into `StepRecord[]` of the schedule; filled by observers. */
+  readonly index: number;
+}
+
+export interface RunResult {
+  readonly schedule: number[];
+  readonly steps: number;
+  readonly violation: Violation | null;
+  readonly preemptions: number;
+  /** At each step: the enabled threads (for the DFS), and who ran last. */
+  readonly choices: { enabled: number[]; prev: number }[];
+}
+
+/** Our own machinery broke: not a finding about the kernel. */
+export class ModelBug extends Error {
+  readonly kind = "model-bug";
+}
+
+/** A schedule token that does not fit the program any more. */
+export class StaleToken extends Error {
+  readonly kind = "usage";
+}
+
+export interface RunOptions {
+  readonly maxSteps: number;
+  /** Pick a thread among `enabled`; `prev` ran the last step (-1 at the start). */
+  readonly choose: (enabled: readonly number[], prev: number, depth: number) => number;
+  readonly observe?: (r: StepRecord) => void;
+}
+
+/** Run one execution to the end, a violation, or the step bound. */
+export function runOnce(program: Program, opts: RunOptions): RunResult {
+  const ex = program();
+  const n = ex.threads.length;
+  const gens: (Gen<void> | null)[] = [];
+  const pending: (Step | null)[] = [];
+  const schedule: number[] = [];
+  const choices: { enabled: number[]; prev: number }[] = [];
+  let preemptions = 0;
+  const fail = (v: Violation): RunResult => ({ schedule, steps: schedule.length, violation: v, preemptions, choices });
+  // Start every thread: run it to its first announced step.
+  for (let t = 0; t < n; t++) {
+    ex.setCurrent(t);
+    const g = ex.threads[t]!.body();
+    try {
+      const r = g.next();
+      gens.push(r.done ? null : g);
+      pending.push(r.done ? null : r.value);
+    } catch (e) {
+      const v = ex.classify(e);
+      if (v === null) throw e;
+      return fail(v);
+    }
+  }
+  let prev = -1;
+  for (;;) {
+    const enabled: number[] = [];
+    let alive = 0;
+    for (let t = 0; t < n; t++) {
+      const s = pending[t];
+      if (s === null || s === undefined) continue;
+      alive++;
+      if (s.enabled === undefined || s.enabled()) enabled.push(t);
+    }
+    if (alive === 0) {
+      const v = ex.atEnd();
+      return { schedule, steps: schedule.length, violation: v, preemptions, choices };
+    }
+    if (enabled.length === 0) {
+      const waits = pending.map((s, t) => (s === null ? null : `${ex.threads[t]!.name} waits for ${s!.label}`)).filter((x) => x !== null);
+      return fail({ check: "deadlock", message: `no thread can run: ${waits.join("; ")}` });
+    }
+    if (schedule.length >= opts.maxSteps) return fail({ check: "progress", message: `still running after ${opts.maxSteps} steps` });
+    const t = opts.choose(enabled, prev, schedule.length);
+    if (!enabled.includes(t)) throw new StaleToken(`thread ${t} cannot run at step ${schedule.length}`);
+    choices.push({ enabled, prev });
+    if (prev >= 0 && t !== prev && enabled.includes(prev)) preemptions++;
+    schedule.push(t);
+    const s = pending[t]!;
+    ex.setCurrent(t);
+    let r: IteratorResult<Step, void>;
+    try {
+      r = gens[t]!.next();
+    } catch (e) {
+      const v = ex.classify(e);
+      if (v === null) throw e;
+      opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
+      return fail(v);
+    }
+    pending[t] = r.done ? null : r.value;
+    if (r.done) gens[t] = null;
+    opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
+    const v = ex.afterStep(t, s);
+    if (v !== null) return fail(v);
+    prev = t;
+  }
+}
+
+export type Strategy = "dpor" | "random" | "pct";
+
+export interface ExploreOptions {
+  readonly strategy: Strategy;
+  readonly preemptions: number;
+  readonly seed: number;
+  readonly maxSchedules: number;
+  readonly maxSteps: number;
+  readonly budgetMs: number;
+  readonly pctDepth: number;
+  /** Called now and then with progress (schedules so far, current bound). */
+  readonly progress?: (schedules: number, bound: number) => void;
+  /** The clock, from the CLI (the explorer itself never reads time). */
+  readonly now: () => number;
+}
+
+export interface ExploreResult {
+  readonly violation: Violation | null;
+  readonly schedule: number[];
+  readonly preemptions: number;
+  readonly schedules: number;
+  readonly steps: number;
+  /** True if the search space (up to the bound) was exhausted. */
+  readonly complete: boolean;
+  /** What was proved: e.g. "exhaustive: all 31 interleavings up to 2 preemptions". */
+  readonly summary: string;
+}
+
+/**
+ * Search. "dpor" is the default systematic strategy: depth-first over schedules with
+ * iterative preemption bounding (0, 1, ... up to `preemptions`), so the first violation
+ * found has the fewest preemptions. MODEL: no partial-order reduction yet; every
+ * interleaving within the bound is run.
+ */
+export function explore(program: Program, o: ExploreOptions): ExploreResult {
+  const t0 = o.now();
+  let schedules = 0;
+  let steps = 0;
+  const out = (violation: Violation | null, schedule: number[], pre: number, complete: boolean, summary: string): ExploreResult => ({
+    violation,
+    schedule,
+    preemptions: pre,
+    schedules,
+    steps,
+    complete,
+    summary,
+  });
+  const overBudget = (): boolean => schedules >= o.maxSchedules || o.now() - t0 > o.budgetMs;
+
+  if (o.strategy === "random" || o.strategy === "pct") {
+    const rng = new Prng(o.seed);
+    while (!overBudget()) {
+      const change = o.strategy === "pct" ? pctChangePoints(rng, o.pctDepth, o.maxSteps) : null;
+      const prio: number[] = [];
+      const r = runOnce(program, {
+        maxSteps: o.maxSteps,
+        choose: (enabled, prev, depth) => {
+          if (change === null) return enabled[rng.below(enabled.length)]!;
+          // PCT: the enabled thread with the highest priority runs; at a change point the
+          // running thread drops to the lowest priority.
+          for (const t of enabled) if (prio[t] === undefined) prio[t] = 1000 + rng.below(1000);
+          if (change.has(depth) && prev >= 0) prio[prev] = -depth;
+          let best = enabled[0]!;
+          for (const t of enabled) if (prio[t]! > prio[best]!) best = t;
+          return best;
+        },
+      });
+      schedules++;
+      steps += r.steps;
+      if (schedules % 200 === 0) o.progress?.(schedules, 0);
+      if (r.violation !== null) return out(r.violation, r.schedule, r.preemptions, false, `sampled: violation in schedule ${schedules}`);
+    }
+    return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
+  }
+
+  // Depth-first search with a preemption bound, re-executing from the start each time.
+  for (let bound = 0; bound <= o.preemptions; bound++) {
+    const prefix: number[] = [];
+    let exhausted = false;
+    let count = 0;
+    while (!exhausted) {
+      if (overBudget())
+        return out(null, [], 0, false, `incomplete: budget ran out at ${schedules} schedules (preemption bound ${bound})`);
+      const r = runOnce(program, {
+        maxSteps: o.maxSteps,
+        choose: (enabled, prev, depth) => {
+          if (depth < prefix.length) return prefix[depth]!;
+          // Default: keep running the same thread (no preemption) if it can.
+          return enabled.includes(prev) ? prev : enabled[0]!;
+        },
+      });
+      schedules++;
+      count++;
+      steps += r.steps;
+      if (schedules % 200 === 0) o.progress?.(schedules, bound);
+      if (r.violation !== null) return out(r.violation, r.schedule, r.preemptions, false, `found with ${r.preemptions} preemption(s) after ${schedules} schedules`);
+      // Next schedule: the deepest choice point with an untried alternative within the bound.
+      exhausted = true;
+      for (let d = r.schedule.length - 1; d >= 0; d--) {
+        const c = r.choices[d]!;
+        const tried = r.schedule[d]!;
+        const alts = orderAlternatives(c.enabled, c.prev);
+        const i = alts.indexOf(tried);
+        let next = -1;
+        for (let j = i + 1; j < alts.length; j++) {
+          const cand = alts[j]!;
+          const pre = preemptionsOf(r.schedule, r.choices, d) + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+          if (pre <= bound) {
+            next = cand;
+            break;
+          }
+        }
+        if (next >= 0) {
+          prefix.length = 0;
+          prefix.push(...r.schedule.slice(0, d), next);
+          exhausted = false;
+          break;
+        }
+      }
+    }
+    if (bound === o.preemptions)
+      return out(null, [], 0, true, `exhaustive: all ${count} interleavings up to ${bound} preemption(s) (${schedules} schedules run over all bounds)`);
+  }
+  return out(null, [], 0, true, "exhaustive");
+}
+
+/** The order in which a choice point's alternatives are tried: the running thread first. */
+function orderAlternatives(enabled: readonly number[], prev: number): number[] {
+  return enabled.includes(prev) ? [prev, ...enabled.filter((t) => t !== prev)] : [...enabled];
+}
+
+function preemptionsOf(schedule: readonly number[], choices: readonly { enabled: number[]; prev: number }[], upTo: number): number {
+  let p = 0;
+  for (let d = 0; d < upTo; d++) {
+    const c = choices[d]!;
+    if (c.prev >= 0 && schedule[d] !== c.prev && c.enabled.includes(c.prev)) p++;
+  }
+  return p;
+}
+
+function pctChangePoints(rng: Prng, depth: number, maxSteps: number): Set<number> {
+  const s = new Set<number>();
+  for (let i = 1; i < depth; i++) s.add(rng.below(Math.min(maxSteps, 400)));
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// Replay tokens: "tdp1.<program fingerprint>.<variants>.<schedule>", the schedule as runs
+// of "<thread>x<count>" joined by "-".
+
+export function encodeToken(fingerprint: string, variants: readonly string[], schedule: readonly number[]): string {
+  const runs: string[] = [];
+  for (let i = 0; i < schedule.length; ) {
+    let j = i;
+    while (j < schedule.length && schedule[j] === schedule[i]) j++;
+    runs.push(`${schedule[i]!.toString(36)}x${(j - i).toString(36)}`);
+    i = j;
+  }
+  return `tdp1.${fingerprint}.${variants.join("+") || "-"}.${runs.join("-")}`;
+}
+
+export function decodeToken(token: string): { fingerprint: string; variants: string[]; schedule: number[] } {
+  const m = /^tdp1\.([0-9a-z]+)\.([a-z0-9+-]+|-)\.((?:[0-9a-z]+x[0-9a-z]+)(?:-[0-9a-z]+x[0-9a-z]+)*)?$/.exec(token);
+  if (m === null) throw new StaleToken(`not a replay token: '${token.slice(0, 40)}${token.length > 40 ? "..." : ""}'`);
+  const schedule: number[] = [];
+  for (const run of (m[3] ?? "").split("-").filter((x) => x.length > 0)) {
+    const [t, c] = run.split("x");
+    const count = Number.parseInt(c!, 36);
+    if (count > 1_000_000) throw new StaleToken("replay token: run too long");
+    for (let i = 0; i < count; i++) schedule.push(Number.parseInt(t!, 36));
+  }
+  return { fingerprint: m[1]!, variants: m[2] === "-" ? [] : m[2]!.split("+"), schedule };
+}
+
+/** A short fingerprint of a program's text, so a token for another program is refused. */
+export function fingerprint(text: string): string {
+  return fnv1a(text).toString(36);
+}

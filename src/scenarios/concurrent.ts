@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Concurrent scenarios (JSON, docs/scenarios.md): a VM, a sequential setup, and threads
+// whose operations the explorer interleaves step by step, with the invariants to check.
+import { KernelBug, World, drive, type Gen, type Step } from "../kernel/index.js";
+import {
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KvmMmuNotifier,
+  defaultParams,
+  kvmClearDirtyLog,
+  kvmCreateVm,
+  kvmDestroyVm,
+  kvmFlushRemoteTlbs,
+  kvmGetDirtyLog,
+  kvmGuestAccess,
+  kvmMmuZapAllFast,
+  kvmRecoverNxLpages,
+  kvmSetMemoryRegion,
+  kvmVmIoctlCreateVcpu,
+  kvmZapGfnRange,
+  type Kvm,
+  type KvmParams,
+} from "../mmu/index.js";
+import { checkNoLeaks, checkPageStats } from "./invariants.js";
+
+export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
+export type CheckName = (typeof CHECKS)[number];
+
+export const VARIANTS: Record<string, { readonly reverts: string; readonly what: string }> = {
+  "zap-under-read-lock": {
+    reverts: "acbda82a81c7 (v5.18) \"KVM: x86/mmu: Require mmu_lock be held for write to zap TDP MMU range\"",
+    what: "correctness zaps (kvm_zap_gfn_range, the MMU notifier's unmap) run with mmu_lock held for read, zapping with the atomic freeze protocol",
+  },
+  "yield-no-forward-progress": {
+    reverts: "ed5e484b79e8 (v5.13) \"KVM: x86/mmu: Ensure forward progress when yielding in TDP MMU iter\"",
+    what: "tdp_mmu_iter_cond_resched() may yield again without the walk having moved",
+  },
+  "yield-drops-pending-flush": {
+    reverts: "the flush-before-yield of tdp_mmu_iter_cond_resched() (a1a973... era, v5.11)",
+    what: "a pending TLB flush is dropped instead of done before yielding",
+  },
+  "notifier-unmap-unsafe-root-iter": {
+    reverts: "the yield-safe root walk of kvm_tdp_mmu_unmap_gfn_range()",
+    what: "the notifier walks roots without references although its body may yield",
+  },
+  "root-put-without-free": {
+    reverts: "the free on the last reference in kvm_tdp_mmu_put_root()",
+    what: "the last reference of a root is dropped without unlinking and freeing it",
+  },
+  "nx-recovery-flush-overwritten": {
+    reverts: "the flush before yielding in kvm_recover_nx_lpages()",
+    what: "NX recovery yields with a pending flush undone",
+  },
+  "fault-into-invalid-root": {
+    reverts: "the invalid-root test of is_page_fault_stale()",
+    what: "faults may install SPTEs into a root that was already invalidated",
+  },
+  "notifier-skips-invalid-roots": {
+    reverts: "the invalid roots in the notifier's root walk (6.1.192 visits them)",
+    what: "MMU-notifier unmaps skip invalid roots that vCPUs may still use",
+  },
+  "fast-zap-defers-root-teardown": {
+    reverts: "the synchronous kvm_tdp_mmu_zap_invalidated_roots() of kvm_mmu_zap_all_fast()",
+    what: "invalidated roots are left populated when the memslot update returns",
+  },
+  "invalid-memslot-as-mmio": {
+    reverts: "the KVM_MEMSLOT_INVALID test in kvm_faultin_pfn()",
+    what: "a fault on a slot being deleted is treated as MMIO",
+  },
+  "nonatomic-write-drops-ad": {
+    reverts: "the exchange in kvm_tdp_mmu_write_spte() for leaves with volatile bits",
+    what: "exclusive SPTE writes use a plain store and may lose A/D bits set by hardware",
+  },
+  "wrprot-skips-mmu-writable": {
+    reverts: "dirty-log write protection keeping MMU-writable",
+    what: "write protection also clears MMU-writable",
+  },
+  "mmu-seq-truncation-hang": {
+    reverts: "the stable fix \"Fix an sign-extension bug with mmu_seq that hangs vCPUs\"",
+    what: "the fault's mmu_invalidate_seq snapshot goes through an int",
+  },
+  "map-over-frozen-spte": {
+    reverts: "the REMOVED_SPTE test in kvm_tdp_mmu_map()",
+    what: "a fault links a table over a frozen SPTE",
+  },
+};
+
+export class ScenarioJsonError extends Error {
+  readonly kind = "usage";
+  constructor(
+    readonly file: string,
+    readonly path: string,
+    what: string,
+  ) {
+    super(`${file}: ${path}: ${what}`);
+  }
+}
+
+type Op = { readonly op: string; readonly [k: string]: unknown };
+
+export interface ConcurrentScenario {
+  readonly name: string;
+  readonly description: string;
+  readonly params: KvmParams;
+  readonly memslots: readonly { slot: number; as: number; gpa: number; size: number; backing: "4k" | "2m" | "1g" }[];
+  readonly vcpus: number;
+  readonly variants: readonly string[];
+  readonly setup: readonly Op[];
+  readonly threads: readonly { name: string; ops: readonly Op[] }[];
+  readonly checks: readonly CheckName[];
+  readonly text: string;
+}
+
+const OPS: Record<string, { req: string[]; opt: string[] }> = {
+  access: { req: ["vcpu", "gpa"], opt: ["write", "exec"] },
+  madvise: { req: ["slot", "offset", "size"], opt: [] },
+  host_write: { req: ["slot", "offset"], opt: ["value"] },
+  zap_gfn_range: { req: ["start", "end"], opt: [] },
+  zap_all_fast: { req: [], opt: [] },
+  memslot: { req: ["action", "slot"], opt: ["as", "gpa", "size", "backing", "flags"] },
+  dirty_log: { req: ["action", "slot"], opt: ["first", "count"] },
+  nx_recover: { req: [], opt: [] },
+  flush_tlb: { req: [], opt: [] },
+};
+
+/** Parse and validate a scenario; every problem names its JSON path. */
+export function parseScenario(file: string, text: string, extraVariants: readonly string[] = []): ConcurrentScenario {
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch (e) {
+    throw new ScenarioJsonError(file, "$", `not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const fail = (p: string, what: string): never => {
+    throw new ScenarioJsonError(file, p, what);
+  };
+  const obj = (v: unknown, p: string, allowed: readonly string[]): Record<string, unknown> => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(p, "expected an object");
+    for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(`${p}.${k}`, `unknown field (allowed: ${allowed.join(", ")})`);
+    return v as Record<string, unknown>;
+  };
+  const arr = (v: unknown, p: string): unknown[] => (Array.isArray(v) ? v : fail(p, "expected an array"));
+  const num = (v: unknown, p: string): number => {
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return v;
+    if (typeof v === "string" && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) return Number(v);
+    return fail(p, `expected a non-negative integer or a hex string, got ${JSON.stringify(v)}`);
+  };
+  const str = (v: unknown, p: string, choices?: readonly string[]): string => {
+    if (typeof v !== "string") return fail(p, "expected a string");
+    if (choices !== undefined && !choices.includes(v)) fail(p, `expected one of ${choices.join(", ")}, got '${v}'`);
+    return v;
+  };
+  const bool = (v: unknown, p: string): boolean => (typeof v === "boolean" ? v : fail(p, "expected true or false"));
+
+  const top = obj(j, "$", ["name", "description", "vm", "variants", "setup", "threads", "checks"]);
+  if (top["name"] === undefined) fail("$.name", "missing field");
+  const name = str(top["name"], "$.name");
+  const vm = obj(top["vm"] ?? fail("$.vm", "missing field"), "$.vm", ["format", "levels", "params", "memslots", "vcpus"]);
+  const format = str(vm["format"] ?? "npt", "$.vm.format", ["npt", "ept", "ept-noad"]) as KvmParams["format"];
+  const levels = num(vm["levels"] ?? 4, "$.vm.levels");
+  if (levels !== 4 && levels !== 5) fail("$.vm.levels", "expected 4 or 5");
+  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml"]);
+  const params: KvmParams = {
+    ...defaultParams,
+    format,
+    tdpRootLevel: levels,
+    nxHugePages: pj["nx_huge_pages"] === undefined ? false : bool(pj["nx_huge_pages"], "$.vm.params.nx_huge_pages"),
+    eagerPageSplit: pj["eager_page_split"] === undefined ? true : bool(pj["eager_page_split"], "$.vm.params.eager_page_split"),
+    pml: pj["pml"] === undefined ? false : bool(pj["pml"], "$.vm.params.pml"),
+  };
+  const memslots = arr(vm["memslots"] ?? fail("$.vm.memslots", "missing field"), "$.vm.memslots").map((m, i) => {
+    const p = `$.vm.memslots[${i}]`;
+    const o = obj(m, p, ["slot", "as", "gpa", "size", "backing"]);
+    const ms = {
+      slot: num(o["slot"] ?? fail(`${p}.slot`, "missing field"), `${p}.slot`),
+      as: num(o["as"] ?? 0, `${p}.as`),
+      gpa: num(o["gpa"] ?? fail(`${p}.gpa`, "missing field"), `${p}.gpa`),
+      size: num(o["size"] ?? fail(`${p}.size`, "missing field"), `${p}.size`),
+      backing: str(o["backing"] ?? "4k", `${p}.backing`, ["4k", "2m", "1g"]) as "4k" | "2m" | "1g",
+    };
+    if (ms.gpa % 4096 !== 0) fail(`${p}.gpa`, "not page aligned");
+    if (ms.size === 0 || ms.size % 4096 !== 0) fail(`${p}.size`, "must be a non-zero multiple of 4096");
+    if (ms.as > 1) fail(`${p}.as`, "address space must be 0 or 1");
+    return ms;
+  });
+  memslots.forEach((a, i) =>
+    memslots.forEach((b, k) => {
+      if (k > i && a.as === b.as && a.gpa < b.gpa + b.size && b.gpa < a.gpa + a.size) fail(`$.vm.memslots[${k}]`, `overlaps memslots[${i}]`);
+    }),
+  );
+  const vcpus = num(vm["vcpus"] ?? 1, "$.vm.vcpus");
+  if (vcpus < 1 || vcpus > 8) fail("$.vm.vcpus", "expected 1..8");
+  const variants = [...arr(top["variants"] ?? [], "$.variants").map((v, i) => str(v, `$.variants[${i}]`, Object.keys(VARIANTS))), ...extraVariants];
+  for (const v of extraVariants) if (VARIANTS[v] === undefined) fail("--variant", `unknown variant '${v}' (see 'tdpmmu variants')`);
+  const parseOp = (v: unknown, p: string): Op => {
+    const o0 = typeof v === "object" && v !== null ? (v as Record<string, unknown>) : fail(p, "expected an object");
+    const kind = str(o0["op"] ?? fail(`${p}.op`, "missing field"), `${p}.op`, Object.keys(OPS));
+    const spec = OPS[kind]!;
+    const o = obj(v, p, ["op", ...spec.req, ...spec.opt]);
+    for (const r of spec.req) if (o[r] === undefined) fail(`${p}.${r}`, "missing field");
+    const out: Record<string, unknown> = { op: kind };
+    for (const [k, val] of Object.entries(o)) {
+      if (k === "op") continue;
+      if (k === "write" || k === "exec") out[k] = bool(val, `${p}.${k}`);
+      else if (k === "action") out[k] = str(val, `${p}.${k}`, kind === "memslot" ? ["create", "delete", "move", "flags"] : ["enable", "get", "clear", "disable"]);
+      else if (k === "backing") out[k] = str(val, `${p}.${k}`, ["4k", "2m", "1g"]);
+      else out[k] = num(val, `${p}.${k}`);
+    }
+    if (kind === "access" && (out["vcpu"] as number) >= vcpus) fail(`${p}.vcpu`, `no such vCPU (vm.vcpus is ${vcpus})`);
+    if ((kind === "madvise" || kind === "host_write" || kind === "dirty_log") && !memslots.some((m) => m.slot === out["slot"]))
+      fail(`${p}.slot`, "no such memslot");
+    if (kind === "madvise") {
+      const m = memslots.find((x) => x.slot === out["slot"])!;
+      if ((out["offset"] as number) % 4096 !== 0) fail(`${p}.offset`, "not page aligned");
+      if ((out["offset"] as number) + (out["size"] as number) > m.size) fail(`${p}.size`, "range ends outside the memslot");
+    }
+    if (kind === "zap_gfn_range" && (out["end"] as number) <= (out["start"] as number)) fail(`${p}.end`, "must be above start (ranges are half-open)");
+    return out as Op;
+  };
+  const setup = arr(top["setup"] ?? [], "$.setup").map((o, i) => parseOp(o, `$.setup[${i}]`));
+  const threads = arr(top["threads"] ?? fail("$.threads", "missing field"), "$.threads").map((t, i) => {
+    const p = `$.threads[${i}]`;
+    const o = obj(t, p, ["name", "ops"]);
+    return { name: str(o["name"] ?? `t${i}`, `${p}.name`), ops: arr(o["ops"] ?? fail(`${p}.ops`, "missing field"), `${p}.ops`).map((x, k) => parseOp(x, `${p}.ops[${k}]`)) };
+  });
+  if (threads.length === 0) fail("$.threads", "needs at least one thread");
+  const checksRaw = arr(top["checks"] ?? ["all"], "$.checks").map((c, i) => str(c, `$.checks[${i}]`, ["all", ...CHECKS]));
+  const checks = checksRaw.includes("all") ? [...CHECKS] : (checksRaw as CheckName[]);
+  return {
+    name,
+    description: typeof top["description"] === "string" ? top["description"] : "",
+    params,
+    memslots,
+    vcpus,
+    variants: [...new Set(variants)],
+    setup,
+    threads,
+    checks,
+    text,
+  };
+}
+
+const HVA_BASE = 0x7f0000000000;
+const slotHva = (slot: number): number => HVA_BASE + slot * 0x40000000;
+
+/** The VM state one execution works on. */
+export interface Instance {
+  readonly kvm: Kvm;
+  readonly w: World;
+}
+
+/** Build the VM and run the setup sequentially. */
+export function instantiate(sc: ConcurrentScenario): Instance {
+  const w = new World();
+  const kvm = kvmCreateVm(w, sc.params, new Set(sc.variants));
+  kvm.tracer.on = false;
+  for (const m of sc.memslots) {
+    kvm.mm.mmapAnon(slotHva(m.slot), m.size, m.backing !== "4k");
+    drive(kvmSetMemoryRegion(kvm, { slot: m.slot, asId: m.as, flags: 0, gpa: m.gpa, size: m.size, hva: slotHva(m.slot) }));
+  }
+  for (let i = 0; i < sc.vcpus; i++) kvmVmIoctlCreateVcpu(kvm);
+  w.current = 100;
+  for (const op of sc.setup) drive(runOp(kvm, sc, op));
+  kvm.checkZapPost = sc.checks.includes("zap-post");
+  return { kvm, w };
+}
+
+/** One operation as a generator of steps. */
+export function* runOp(kvm: Kvm, sc: ConcurrentScenario, op: Op): Gen<void> {
+  const n = (k: string): number => op[k] as number;
+  switch (op.op) {
+    case "access": {
+      const vcpu = kvm.vcpus[n("vcpu")]!;
+      yield* kvmGuestAccess(kvm, vcpu, n("gpa"), op["exec"] === true ? "exec" : op["write"] === true ? "write" : "read");
+      return;
+    }
+    case "madvise":
+      yield* kvm.mm.madviseDontneed(slotHva(n("slot")) + n("offset"), n("size"));
+      return;
+    case "host_write":
+      yield* kvm.mm.userWrite(slotHva(n("slot")) + n("offset"));
+      return;
+    case "zap_gfn_range":
+      yield* kvmZapGfnRange(kvm, n("start"), n("end"));
+      return;
+    case "zap_all_fast":
+      yield* kvm.slotsLock.lock();
+      yield* kvmMmuZapAllFast(kvm);
+      yield* kvm.slotsLock.unlock();
+      return;
+    case "nx_recover":
+      yield* kvmRecoverNxLpages(kvm);
+      return;
+    case "flush_tlb":
+      yield* kvmFlushRemoteTlbs(kvm);
+      return;
+    case "memslot": {
+      const m = sc.memslots.find((x) => x.slot === n("slot"));
+      const asId = (op["as"] as number | undefined) ?? m?.as ?? 0;
+      const cur = kvm.memslots[asId]!.slots.get(n("slot"));
+      const action = op["action"] as string;
+      const hva = slotHva(n("slot"));
+      const size = (op["size"] as number | undefined) ?? m?.size ?? (cur ? cur.npages * 4096 : 0);
+      const gpa = (op["gpa"] as number | undefined) ?? m?.gpa ?? 0;
+      const flags = (op["flags"] as number | undefined) ?? cur?.flags ?? 0;
+      if (action === "create" && kvm.mm.findVma(hva) === undefined) kvm.mm.mmapAnon(hva, size, (op["backing"] ?? m?.backing ?? "4k") !== "4k");
+      yield* kvmSetMemoryRegion(kvm, {
+        slot: n("slot"),
+        asId,
+        hva,
+        size: action === "delete" ? 0 : size,
+        gpa: action === "move" ? gpa : cur ? cur.baseGfn * 4096 : gpa,
+        flags: action === "flags" ? flags : (cur?.flags ?? 0),
+      });
+      return;
+    }
+    case "dirty_log": {
+      const slot = n("slot");
+      const cur = kvm.memslots[0]!.slots.get(slot)!;
+      const action = op["action"] as string;
+      if (action === "enable" || action === "disable")
+        yield* kvmSetMemoryRegion(kvm, {
+          slot,
+          asId: 0,
+          hva: cur.userspaceAddr,
+          size: cur.npages * 4096,
+          gpa: cur.baseGfn * 4096,
+          flags: action === "enable" ? cur.flags | KVM_MEM_LOG_DIRTY_PAGES : cur.flags & ~KVM_MEM_LOG_DIRTY_PAGES,
+        });
+      else if (action === "get") yield* kvmGetDirtyLog(kvm, 0, slot);
+      else yield* kvmClearDirtyLog(kvm, 0, slot, (op["first"] as number | undefined) ?? 0, (op["count"] as number | undefined) ?? cur.npages);
+      return;
+    }
+  }
+}
+
+/** The explorer's view of a scenario: a fresh VM per execution. */
+export function makeProgram(sc: ConcurrentScenario): () => {
+  threads: { name: string; body: () => Gen<void> }[];
+  setCurrent(t: number): void;
+  afterStep(t: number, s: Step): { check: string; message: string } | null;
+  atEnd(): { check: string; message: string } | null;
+  classify(e: unknown): { check: string; message: string } | null;
+  instance: Instance;
+} {
+  return () => {
+    const inst = instantiate(sc);
+    const { kvm, w } = inst;
+    const enabledChecks = new Set<string>(sc.checks);
+    let seen = 0;
+    const firstFinding = (): { check: string; message: string } | null => {
+      while (seen < w.findings.length) {
+        const f = w.findings[seen++]!;
+        if (enabledChecks.has(f.check)) return { check: f.check, message: f.message };
+      }
+      return null;
+    };
+    return {
+      instance: inst,
+      threads: sc.threads.map((t) => ({
+        name: t.name,
+        body: function* () {
+          for (const op of t.ops) yield* runOp(kvm, sc, op);
+        },
+      })),
+      setCurrent: (t: number) => {
+        w.current = t;
+      },
+      afterStep: () => firstFinding(),
+      atEnd: () => {
+        const f = firstFinding();
+        if (f !== null) return f;
+        if (enabledChecks.has("stats")) {
+          const s = checkPageStats(kvm);
+          if (s.length > 0) return { check: "stats", message: s.join("; ") };
+        }
+        if (enabledChecks.has("leaks")) {
+          w.current = 99;
+          drive(kvmDestroyVm(kvm));
+          const f2 = firstFinding();
+          if (f2 !== null) return f2;
+          const l = checkNoLeaks(kvm);
+          if (l.length > 0) return { check: "leaks", message: l.join("; ") };
+        }
+        return null;
+      },
+      classify: (e: unknown) => (e instanceof KernelBug ? { check: "bug", message: e.message } : null),
+    };
+  };
+}
+
+export { KvmMmuNotifier };
