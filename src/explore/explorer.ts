@@ -282,25 +282,25 @@ function pctChangePoints(rng: Prng, depth: number, maxSteps: number): Set<number
 
 // ---------------------------------------------------------------------------------------
 // Replay tokens: "tdp1.<program fingerprint>.<variants>.<schedule>", the schedule as runs
-// of "<thread>x<count>" joined by "-".
+// of "<thread>_<count>" (base 36) joined by "-".
 
 export function encodeToken(fingerprint: string, variants: readonly string[], schedule: readonly number[]): string {
   const runs: string[] = [];
   for (let i = 0; i < schedule.length; ) {
     let j = i;
     while (j < schedule.length && schedule[j] === schedule[i]) j++;
-    runs.push(`${schedule[i]!.toString(36)}x${(j - i).toString(36)}`);
+    runs.push(`${schedule[i]!.toString(36)}_${(j - i).toString(36)}`);
     i = j;
   }
   return `tdp1.${fingerprint}.${variants.join("+") || "-"}.${runs.join("-")}`;
 }
 
 export function decodeToken(token: string): { fingerprint: string; variants: string[]; schedule: number[] } {
-  const m = /^tdp1\.([0-9a-z]+)\.([a-z0-9+-]+|-)\.((?:[0-9a-z]+x[0-9a-z]+)(?:-[0-9a-z]+x[0-9a-z]+)*)?$/.exec(token);
+  const m = /^tdp1\.([0-9a-z]+)\.([a-z0-9+-]+|-)\.((?:[0-9a-z]+_[0-9a-z]+)(?:-[0-9a-z]+_[0-9a-z]+)*)?$/.exec(token);
   if (m === null) throw new StaleToken(`not a replay token: '${token.slice(0, 40)}${token.length > 40 ? "..." : ""}'`);
   const schedule: number[] = [];
   for (const run of (m[3] ?? "").split("-").filter((x) => x.length > 0)) {
-    const [t, c] = run.split("x");
+    const [t, c] = run.split("_");
     const count = Number.parseInt(c!, 36);
     if (count > 1_000_000) throw new StaleToken("replay token: run too long");
     for (let i = 0; i < count; i++) schedule.push(Number.parseInt(t!, 36));
