@@ -2,11 +2,12 @@
 // The host's page allocator and struct page, reduced to what decides which frame a guest
 // page or a page table ends up in.
 //
-// MODEL: freed 4K frames come back first-in first-out, per migrate type: page tables
+// MODEL: what the oracle traces show of the host allocator. Freed 4K anonymous frames come
+// back first-in first-out. A freed huge page is the next one handed out (last in, first
+// out). Freed page-table frames are never seen again: the host kernel's own unmovable
+// allocations take them first, so a new table always gets a fresh frame. Page tables
 // (unmovable) and anonymous memory (movable) never share frames, as on the per-CPU lists
-// of the real allocator. The oracle traces show freed anonymous frames returning in the
-// order they were freed. Huge pages come from their own aligned region and are never
-// assembled from freed 4K frames.
+// of the real allocator, and huge pages are never assembled from freed 4K frames.
 
 export type MigrateType = "unmovable" | "movable";
 
@@ -62,7 +63,7 @@ export class PageAllocator {
 
   /** alloc_page(): one 4K frame with refcount 1. */
   allocPage(mt: MigrateType): Page {
-    let pfn = this.freeLists[mt].shift();
+    let pfn = mt === "movable" ? this.freeLists[mt].shift() : undefined;
     if (pfn === undefined) pfn = this.nextFresh[mt]++;
     return this.hand(pfn, 0);
   }
@@ -70,7 +71,7 @@ export class PageAllocator {
   /** A compound page of 2^order frames (order 9 = 2M, 18 = 1G), naturally aligned. */
   allocHuge(order: 9 | 18): Page {
     const idx = order === 9 ? 1 : 2;
-    let pfn = this.freeHuge[idx]!.shift();
+    let pfn = this.freeHuge[idx]!.pop();
     if (pfn === undefined) {
       pfn = this.nextHuge[idx]!;
       this.nextHuge[idx] = pfn + (1 << order);
@@ -116,7 +117,9 @@ export class PageAllocator {
     if (--p.refcount > 0) return false;
     p.free = true;
     this.allocated -= p.nrPages;
-    if (p.order === 0) this.freeLists[mt].push(p.pfn);
+    if (p.order === 0) {
+      if (mt === "movable") this.freeLists[mt].push(p.pfn);
+    }
     else this.freeHuge[p.order === 9 ? 1 : 2]!.push(p.pfn);
     return true;
   }
