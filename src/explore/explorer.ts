@@ -28,6 +28,8 @@ export interface Execution {
   atEnd(): Violation | null;
   /** Turn an exception thrown by a thread into a violation (a kernel BUG) or null (ours). */
   classify(e: unknown): Violation | null;
+  /** Before each step: every thread's next step (null when done), e.g. to see lock waiters. */
+  observePending?(pending: readonly (Step | null)[]): void;
 }
 
 export type Program = () => Execution;
@@ -109,6 +111,7 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       return fail({ check: "deadlock", message: `no thread can run: ${waits.join("; ")}` });
     }
     if (schedule.length >= opts.maxSteps) return fail({ check: "progress", message: `still running after ${opts.maxSteps} steps` });
+    ex.observePending?.(pending);
     const t = opts.choose(enabled, prev, schedule.length);
     if (!enabled.includes(t)) throw new StaleToken(`thread ${t} cannot run at step ${schedule.length}`);
     choices.push({ enabled, prev });

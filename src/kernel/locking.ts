@@ -114,7 +114,11 @@ export class RwLock {
       return;
     }
     this.writer = -1;
+    this.onWriteRelease?.();
   }
+
+  /** MODEL: a checker run whenever the write lock is released (TLB coherence at hand-off). */
+  onWriteRelease: (() => void) | null = null;
 
   /** rwlock_needbreak(): is another thread waiting for this lock? The scheduler decides. */
   needbreak(): boolean {

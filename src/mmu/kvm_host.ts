@@ -176,6 +176,8 @@ export class Kvm {
    * turns it on with `checkZapPost`.
    */
   checkZapPost = false;
+  /** MODEL: check that a deleted or moved memslot leaves no SPTE behind (I3). */
+  checkMemslot = false;
   readonly zapObligations: { asId: number; start: number; end: number; thread: number }[] = [];
 
   constructor(

@@ -415,6 +415,14 @@ function* __kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null
   });
   // kvm_arch_commit_memory_region()
   yield* kvmMmuSlotApplyFlags(kvm, old ?? null, next, change);
+  if (kvm.checkMemslot && (change === "delete" || change === "move")) {
+    for (const root of kvm.arch.tdpMmuRoots) {
+      if (((root.role >>> 24) !== 0 ? 1 : 0) !== mem.asId) continue;
+      const hit = firstPresentLeaf(kvm, root.spt, root.role & 0xf, 0, old!.baseGfn, old!.endGfn);
+      if (hit !== null)
+        kvm.w.report("memslot", `memslot ${mem.slot} ${change} returned but gfn 0x${hit.toString(16)} of its old range is still mapped (root role 0x${root.role.toString(16)})`);
+    }
+  }
   return change;
 }
 

@@ -325,6 +325,9 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_tdp_mmu_spte_changed", asId, gfn, level, oldSpte, newSpte });
 
   if (isLeaf && kvm.zapObligations.length !== 0) checkZapObligations(kvm, asId, gfn, level, newSpte);
+  // A present leaf may only go away through non-present plus a flush, never straight to MMIO.
+  if (wasLeaf && isMmioSpte(kvm.masks, newSpte))
+    w.report("transitions", `present leaf 0x${oldSpte.toString(16)} at gfn 0x${gfn.toString(16)} replaced by MMIO SPTE 0x${newSpte.toString(16)} without a zap and flush`);
 
   if (isLeaf) {
     const bad = checkSpteWritableInvariants(kvm.masks, newSpte);

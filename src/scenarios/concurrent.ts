@@ -20,9 +20,9 @@ import {
   type Kvm,
   type KvmParams,
 } from "../mmu/index.js";
-import { checkNoLeaks, checkPageStats } from "./invariants.js";
+import { checkNoLeaks, checkPageStats, checkTlbCoherence } from "./invariants.js";
 
-export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
+export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
 export type CheckName = (typeof CHECKS)[number];
 
 export const VARIANTS: Record<string, { readonly reverts: string; readonly what: string }> = {
@@ -261,6 +261,12 @@ export function instantiate(sc: ConcurrentScenario): Instance {
   w.current = 100;
   for (const op of sc.setup) drive(runOp(kvm, sc, op));
   kvm.checkZapPost = sc.checks.includes("zap-post");
+  kvm.checkMemslot = sc.checks.includes("memslot");
+  if (sc.checks.includes("tlb"))
+    kvm.mmuLock.onWriteRelease = () => {
+      const p = checkTlbCoherence(kvm);
+      if (p !== null) w.report("tlb", `write_unlock(mmu_lock) with a stale translation: ${p}`);
+    };
   return { kvm, w };
 }
 
@@ -354,8 +360,16 @@ export function makeProgram(sc: ConcurrentScenario): () => {
       }
       return null;
     };
+    // rwlock_needbreak(): somebody is spinning for mmu_lock. MODEL: need_resched() from
+    // the timer is never set; yields happen exactly when another thread waits for the lock.
+    let pending: readonly ({ kind: string; obj: number; enabled?: () => boolean } | null)[] = [];
+    w.needResched = (thread: number) =>
+      pending.some((s, t) => t !== thread && s !== null && s.kind === "lock" && s.obj === kvm.mmuLock.id && s.enabled !== undefined && !s.enabled());
     return {
       instance: inst,
+      observePending: (p: readonly ({ kind: string; obj: number; enabled?: () => boolean } | null)[]) => {
+        pending = p;
+      },
       threads: sc.threads.map((t) => ({
         name: t.name,
         body: function* () {
@@ -375,6 +389,8 @@ export function makeProgram(sc: ConcurrentScenario): () => {
         }
         if (enabledChecks.has("leaks")) {
           w.current = 99;
+          // Teardown zaps without flushing (no vCPU runs again): not a hand-off to check.
+          kvm.mmuLock.onWriteRelease = null;
           drive(kvmDestroyVm(kvm));
           const f2 = firstFinding();
           if (f2 !== null) return f2;

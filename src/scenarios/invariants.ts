@@ -44,3 +44,38 @@ export function checkNoLeaks(kvm: Kvm): string[] {
   if (kvm.stat.nxLpageSplits !== 0) out.push(`nx_lpage_splits = ${kvm.stat.nxLpageSplits}`);
   return out;
 }
+
+/**
+ * I1, TLB coherence at hand-off: every translation a vCPU has cached is backed by its
+ * root's current SPTE with at least the cached rights. Returns the first problem.
+ */
+export function checkTlbCoherence(kvm: Kvm): string | null {
+  for (const v of kvm.vcpus) {
+    const root = v.root;
+    if (root === null || root.spt.freed) continue;
+    for (const [key, e] of v.tlb.leaves) {
+      const gfn = Math.floor(key / 8) * 2 ** (9 * (e.level - 1));
+      let t = root.spt;
+      let level = roleLevel(root.role);
+      let found: bigint | null = null;
+      for (;;) {
+        const s = t.spt[Math.floor(gfn / 2 ** (9 * (level - 1))) % 512]!;
+        if (!isShadowPresentPte(s)) break;
+        if (isLastSpte(s, level)) {
+          found = s;
+          break;
+        }
+        const c = kvm.tableAt(spteToPfn(s));
+        if (c === undefined || c.freed) break;
+        t = c;
+        level--;
+      }
+      const what = `vCPU ${v.vcpuId} still caches gfn 0x${gfn.toString(16)} -> pfn 0x${e.pfn.toString(16)}${e.writable ? " (writable)" : ""}`;
+      if (found === null) return `${what} but no SPTE maps it any more`;
+      const base = spteToPfn(found) - (spteToPfn(found) % 2 ** (9 * (level - 1)));
+      if (base !== e.pfn - (e.pfn % 2 ** (9 * (level - 1))) && spteToPfn(found) !== e.pfn) return `${what} but the SPTE maps pfn 0x${spteToPfn(found).toString(16)}`;
+      if (e.writable && (found & 2n) === 0n) return `${what} but the SPTE 0x${found.toString(16)} is write-protected`;
+    }
+  }
+  return null;
+}
