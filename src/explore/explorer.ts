@@ -235,15 +235,22 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       if (r.violation !== null) return out(r.violation, r.schedule, r.preemptions, false, `found with ${r.preemptions} preemption(s) after ${schedules} schedules`);
       // Next schedule: the deepest choice point with an untried alternative within the bound.
       exhausted = true;
+      // Preemptions before each depth, computed once.
+      const before = new Int32Array(r.schedule.length + 1);
+      for (let d = 0; d < r.schedule.length; d++) {
+        const c = r.choices[d]!;
+        before[d + 1] = before[d]! + (c.prev >= 0 && r.schedule[d] !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+      }
       for (let d = r.schedule.length - 1; d >= 0; d--) {
         const c = r.choices[d]!;
+        if (c.enabled.length < 2) continue;
         const tried = r.schedule[d]!;
         const alts = orderAlternatives(c.enabled, c.prev);
         const i = alts.indexOf(tried);
         let next = -1;
         for (let j = i + 1; j < alts.length; j++) {
           const cand = alts[j]!;
-          const pre = preemptionsOf(r.schedule, r.choices, d) + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+          const pre = before[d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
           if (pre <= bound) {
             next = cand;
             break;
@@ -266,15 +273,6 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
 /** The order in which a choice point's alternatives are tried: the running thread first. */
 function orderAlternatives(enabled: readonly number[], prev: number): number[] {
   return enabled.includes(prev) ? [prev, ...enabled.filter((t) => t !== prev)] : [...enabled];
-}
-
-function preemptionsOf(schedule: readonly number[], choices: readonly { enabled: number[]; prev: number }[], upTo: number): number {
-  let p = 0;
-  for (let d = 0; d < upTo; d++) {
-    const c = choices[d]!;
-    if (c.prev >= 0 && schedule[d] !== c.prev && c.enabled.includes(c.prev)) p++;
-  }
-  return p;
 }
 
 function pctChangePoints(rng: Prng, depth: number, maxSteps: number): Set<number> {

@@ -9,7 +9,8 @@
 // MODEL: a frame is 4 KiB; huge pages are runs of 512 (2M) or 262144 (1G) aligned frames.
 
 export const SPTES_PER_TABLE = 512;
-const TABLES_PER_CHUNK = 64;
+// Small chunks: the explorer builds a fresh host for every schedule.
+const TABLES_PER_CHUNK = 8;
 
 /** Poison written into a freed page table, so a stale walk reads garbage, not zeros. */
 export const POISON_SPTE = 0xdead4ead_dead4eadn;

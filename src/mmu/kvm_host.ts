@@ -124,6 +124,14 @@ export class KvmVcpu {
   mmioGen = 0n;
   smm = false;
   /** The thread currently running this vCPU (kvm_get_running_vcpu()). */
+  /**
+   * In guest mode, i.e. the CPU is between entry and the end of a translation. Requests
+   * and remote TLB flushes kick the vCPU out and wait for it (KVM_REQUEST_WAIT), so they
+   * never overlap a hardware walk.
+   */
+  inGuestMode = false;
+  /** Inside kvm_mmu_load(): the new root is set, the local flush not yet done. */
+  loadingRoot = false;
   /** The thread running this vCPU (KVM_RUN), or -1. */
   runningThread = -1;
   readonly stat = { pfTaken: 0, pfFixed: 0, pfEmulate: 0, pfSpurious: 0, pfFast: 0, pfMmioSpteCreated: 0, pfRetry: 0 };

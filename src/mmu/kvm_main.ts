@@ -33,7 +33,7 @@ import { kvmTdpMmuAgeGfnRange, kvmTdpMmuSetSpteGfn, kvmTdpMmuTestAgeGfn, kvmTdpM
  * KVM_REQUEST_WAIT makes it.
  */
 export function* kvmFlushRemoteTlbs(kvm: Kvm): Gen<void> {
-  yield step("flush", kvm.statIds.nx + 3, "w", "kvm_flush_remote_tlbs()");
+  yield blockingStep("flush", kvm.statIds.nx + 3, "w", "kvm_flush_remote_tlbs()", () => noVcpuInGuestMode(kvm));
   kvm.stat.remoteTlbFlushRequests++;
   for (const v of kvm.vcpus) v.tlb.flushAll();
   kvm.stat.remoteTlbFlush++;
@@ -41,10 +41,18 @@ export function* kvmFlushRemoteTlbs(kvm: Kvm): Gen<void> {
 
 /** kvm_flush_remote_tlbs_with_address(): a ranged flush (kept ranged, see spec 00 §6). */
 export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages: number): Gen<void> {
-  yield step("flush", kvm.statIds.nx + 3, "w", `kvm_flush_remote_tlbs_with_address(0x${startGfn.toString(16)}, ${pages})`);
+  yield blockingStep("flush", kvm.statIds.nx + 3, "w", `kvm_flush_remote_tlbs_with_address(0x${startGfn.toString(16)}, ${pages})`, () =>
+    noVcpuInGuestMode(kvm),
+  );
   kvm.stat.remoteTlbFlushRequests++;
   for (const v of kvm.vcpus) v.tlb.flushRange(startGfn, pages);
   kvm.stat.remoteTlbFlush++;
+}
+
+/** The kick-and-wait of KVM_REQUEST_WAIT completes once no vCPU is in guest mode. */
+function noVcpuInGuestMode(kvm: Kvm): boolean {
+  for (const v of kvm.vcpus) if (v.inGuestMode && v.runningThread !== kvm.w.current) return false;
+  return true;
 }
 
 /** kvm_arch_flush_remote_tlbs_memslot() */
@@ -54,7 +62,7 @@ export function kvmArchFlushRemoteTlbsMemslot(kvm: Kvm, slot: KvmMemorySlot): Ge
 
 /** kvm_make_all_cpus_request(): set the request on every vCPU and kick it. */
 export function* kvmMakeAllCpusRequest(kvm: Kvm, req: string): Gen<void> {
-  yield step("write", kvm.statIds.nx + 4, "w", `kvm_make_all_cpus_request(${req})`);
+  yield blockingStep("write", kvm.statIds.nx + 4, "w", `kvm_make_all_cpus_request(${req})`, () => noVcpuInGuestMode(kvm));
   for (const v of kvm.vcpus) v.requests.add(req);
 }
 

@@ -213,11 +213,13 @@ export function mmuTopupMemoryCaches(kvm: Kvm, vcpu: KvmVcpu): void {
  */
 export function* kvmMmuLoad(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
   mmuTopupMemoryCaches(kvm, vcpu);
+  vcpu.loadingRoot = true;
   yield* kvm.mmuLock.writeLock();
   vcpu.root = yield* kvmTdpMmuGetVcpuRootHpa(kvm, vcpu, kvmCalcTdpMmuRootPageRole(kvm, vcpu));
   yield* kvm.mmuLock.writeUnlock();
   yield step("flush", vcpu.vcpuId, "w", "kvm_mmu_load: local TLB flush");
   vcpu.tlb.flushAll();
+  vcpu.loadingRoot = false;
 }
 
 /** kvm_mmu_free_roots() for the current root: drop the vCPU's reference. */

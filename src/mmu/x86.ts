@@ -3,9 +3,9 @@
 // virt/kvm/kvm_main.c): requests are processed before entry, the root is (re)loaded, the
 // CPU translates through its TLB and the TDP tables, and a nested page fault goes to
 // kvm_mmu_page_fault().
-import { blockingStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type World } from "../kernel/index.js";
+import { blockingStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type WalkResult, type World } from "../kernel/index.js";
 import { SPTE_BASE_ADDR_MASK, rsvdBits } from "../spte/index.js";
-import { Kvm, KvmVcpu, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
+import { Kvm, KvmVcpu, KVM_MEMSLOT_INVALID, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
 import { KvmMmuNotifier } from "./kvm_main.js";
 import { kvmMmuFreeObsoleteRoots, kvmMmuFreeRoots, kvmMmuLoad, kvmMmuPageFault } from "./mmu.js";
 import { RET_PF_EMULATE, RET_PF_NAMES, RET_PF_RETRY, roleLevel } from "./mmu_internal.js";
@@ -41,6 +41,13 @@ export type GuestAccessResult =
   | { readonly kind: "mmio" }
   | { readonly kind: "stuck"; readonly faults: number };
 
+/** An MMU-notifier invalidation is running, or a memslot is marked KVM_MEMSLOT_INVALID. */
+function somethingInFlight(kvm: Kvm): boolean {
+  if (kvm.mmuInvalidateInProgress > 0) return true;
+  for (const set of kvm.memslots) for (const s of set.slots.values()) if (s.flags & KVM_MEMSLOT_INVALID) return true;
+  return false;
+}
+
 /** Retries after which a guest access that keeps faulting is reported as no progress. */
 export const MAX_FAULTS_PER_ACCESS = 64;
 
@@ -62,7 +69,13 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
     for (let faults = 0; faults < MAX_FAULTS_PER_ACCESS; faults++) {
       yield* vcpuEnterGuest(kvm, vcpu);
       const root = vcpu.root!;
-      const r = yield* hwTranslate({ ...cfg, rootLevel: roleLevel(root.role) }, vcpu.tlb, root.spt, gfn, access);
+      vcpu.inGuestMode = true;
+      let r: WalkResult;
+      try {
+        r = yield* hwTranslate({ ...cfg, rootLevel: roleLevel(root.role) }, vcpu.tlb, root.spt, gfn, access);
+      } finally {
+        vcpu.inGuestMode = false;
+      }
       if (r.kind === "stale-table") {
         kvm.w.report("rcu", `vCPU ${vcpu.vcpuId} walked page table 0x${r.table.pfn.toString(16)} (L${r.level}) after it was freed`);
         return { kind: "stuck", faults };
@@ -82,11 +95,11 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       // tables (MMIO exits to userspace; writes to read-only slots are dropped).
       if (ret === RET_PF_EMULATE) return { kind: "mmio" };
       if (ret < 0) kvm.w.report("warn", `kvm_mmu_page_fault returned ${ret} (${RET_PF_NAMES[ret] ?? "errno"})`);
-      if (ret === RET_PF_RETRY && kvm.mmuInvalidateInProgress > 0) {
-        // MODEL: a vCPU that retries while an invalidation is in flight spins until it
-        // ends; the spin is one blocking step, so no schedule can starve the invalidation
-        // and no retry spent waiting counts against progress.
-        yield blockingStep("sched", kvm.statIds.nx + 2, "r", "retry: wait for mmu_invalidate_in_progress == 0", () => kvm.mmuInvalidateInProgress === 0);
+      if (ret === RET_PF_RETRY && somethingInFlight(kvm)) {
+        // MODEL: a vCPU that retries while an invalidation or a memslot update is in flight
+        // spins until it is over; the spin is one blocking step, so no schedule can starve
+        // the updater and no retry spent waiting counts against progress.
+        yield blockingStep("sched", kvm.statIds.nx + 2, "r", "retry: wait for the invalidation or memslot update", () => !somethingInFlight(kvm));
         faults--;
       }
     }

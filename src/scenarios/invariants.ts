@@ -2,7 +2,7 @@
 // Whole-state checks, read straight from memory without taking steps: they run between
 // operations, when nothing else is in flight.
 import { isLastSpte, isShadowPresentPte, spteToPfn } from "../spte/index.js";
-import { roleLevel, type Kvm, type KvmMmuPage } from "../mmu/index.js";
+import { ROLE_INVALID, roleLevel, type Kvm, type KvmMmuPage } from "../mmu/index.js";
 
 /** Present leaf SPTEs per level (index level - 1) over every listed root. */
 export function countPresentLeaves(kvm: Kvm): number[] {
@@ -52,7 +52,9 @@ export function checkNoLeaks(kvm: Kvm): string[] {
 export function checkTlbCoherence(kvm: Kvm): string | null {
   for (const v of kvm.vcpus) {
     const root = v.root;
-    if (root === null || root.spt.freed) continue;
+    // A vCPU that must process a request, or is loading a root, flushes before it next
+    // enters the guest: its cached translations cannot be used.
+    if (root === null || root.spt.freed || v.requests.size !== 0 || v.loadingRoot || (root.role & ROLE_INVALID) !== 0) continue;
     for (const [key, e] of v.tlb.leaves) {
       const gfn = Math.floor(key / 8) * 2 ** (9 * (e.level - 1));
       let t = root.spt;
