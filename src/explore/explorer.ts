@@ -102,6 +102,11 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       alive++;
       if (s.enabled === undefined || s.enabled()) enabled.push(t);
     }
+    // Fairness: a spinning thread runs only when nobody else can.
+    if (enabled.length > 1) {
+      const busy = enabled.filter((t) => pending[t]!.spin !== true);
+      if (busy.length > 0 && busy.length < enabled.length) enabled.splice(0, enabled.length, ...busy);
+    }
     if (alive === 0) {
       const v = ex.atEnd();
       return { schedule, steps: schedule.length, violation: v, preemptions, choices };

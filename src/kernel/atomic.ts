@@ -23,6 +23,18 @@ export function* writeOnce(w: World, t: Table, idx: number, v: bigint): Gen<void
   t.spt[idx] = v;
 }
 
+/**
+ * WRITE_ONCE(*sptep, v) that also tells the model what it overwrote. The kernel's plain
+ * store returns nothing; checks use the value to see what a non-atomic writer destroyed.
+ */
+export function* writeOnceObserved(w: World, t: Table, idx: number, v: bigint): Gen<bigint> {
+  yield step("write", t.sptep(idx), "w", "WRITE_ONCE(*sptep)");
+  checkLive(w, t, "WRITE_ONCE");
+  const old = t.spt[idx]!;
+  t.spt[idx] = v;
+  return old;
+}
+
 /** xchg(sptep, v): returns the value replaced. */
 export function* xchg(w: World, t: Table, idx: number, v: bigint): Gen<bigint> {
   yield step("rmw", t.sptep(idx), "w", "xchg(sptep)");

@@ -176,6 +176,8 @@ export class Kvm {
     lpageDisallowedMmuPages: [] as KvmMmuPage[],
     mmuValidGen: 0,
   };
+  /** Kicks (requests with KVM_REQUEST_WAIT, remote flushes) waiting for vCPUs to exit. */
+  kicksPending = 0;
   /** Page-table frames handed to the RCU callback but not yet freed. */
   pendingFree = 0;
   /**

@@ -33,7 +33,7 @@ import { kvmTdpMmuAgeGfnRange, kvmTdpMmuSetSpteGfn, kvmTdpMmuTestAgeGfn, kvmTdpM
  * KVM_REQUEST_WAIT makes it.
  */
 export function* kvmFlushRemoteTlbs(kvm: Kvm): Gen<void> {
-  yield blockingStep("flush", kvm.statIds.nx + 3, "w", "kvm_flush_remote_tlbs()", () => noVcpuInGuestMode(kvm));
+  yield* kickAndWait(kvm, "kvm_flush_remote_tlbs()");
   kvm.stat.remoteTlbFlushRequests++;
   for (const v of kvm.vcpus) v.tlb.flushAll();
   kvm.stat.remoteTlbFlush++;
@@ -41,12 +41,21 @@ export function* kvmFlushRemoteTlbs(kvm: Kvm): Gen<void> {
 
 /** kvm_flush_remote_tlbs_with_address(): a ranged flush (kept ranged, see spec 00 §6). */
 export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages: number): Gen<void> {
-  yield blockingStep("flush", kvm.statIds.nx + 3, "w", `kvm_flush_remote_tlbs_with_address(0x${startGfn.toString(16)}, ${pages})`, () =>
-    noVcpuInGuestMode(kvm),
-  );
+  yield* kickAndWait(kvm, `kvm_flush_remote_tlbs_with_address(0x${startGfn.toString(16)}, ${pages})`);
   kvm.stat.remoteTlbFlushRequests++;
   for (const v of kvm.vcpus) v.tlb.flushRange(startGfn, pages);
   kvm.stat.remoteTlbFlush++;
+}
+
+/**
+ * KVM_REQUEST_WAIT: kick every vCPU out of guest mode and wait until none is in it. While
+ * a kick is pending no vCPU enters guest mode, so the wait always ends.
+ */
+function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
+  yield step("write", kvm.statIds.nx + 3, "w", `${label}: kick vCPUs`);
+  kvm.kicksPending++;
+  yield blockingStep("flush", kvm.statIds.nx + 3, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm));
+  kvm.kicksPending--;
 }
 
 /** The kick-and-wait of KVM_REQUEST_WAIT completes once no vCPU is in guest mode. */
@@ -62,8 +71,8 @@ export function kvmArchFlushRemoteTlbsMemslot(kvm: Kvm, slot: KvmMemorySlot): Ge
 
 /** kvm_make_all_cpus_request(): set the request on every vCPU and kick it. */
 export function* kvmMakeAllCpusRequest(kvm: Kvm, req: string): Gen<void> {
-  yield blockingStep("write", kvm.statIds.nx + 4, "w", `kvm_make_all_cpus_request(${req})`, () => noVcpuInGuestMode(kvm));
   for (const v of kvm.vcpus) v.requests.add(req);
+  yield* kickAndWait(kvm, `kvm_make_all_cpus_request(${req})`);
 }
 
 // ---------------------------------------------------------------------------------------

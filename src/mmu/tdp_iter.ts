@@ -135,10 +135,13 @@ export class TdpIter {
 
   /** tdp_iter_next() */
   *tdpIterNext(): Gen<void> {
-    if (this.yielded) {
+    // Variant iter-advance-after-yield: the pre-fix iterator stepped on from its old
+    // position after a yield instead of restarting from the root.
+    if (this.yielded && !this.kvm.variant("iter-advance-after-yield")) {
       yield* this.tdpIterRestart();
       return;
     }
+    this.yielded = false;
     if (yield* this.tryStepDown()) return;
     do {
       if (yield* this.tryStepSide()) return;

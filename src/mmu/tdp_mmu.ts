@@ -4,7 +4,7 @@
 // Every SPTE write goes through tdpMmuSetSpteAtomic() (mmu_lock held for read,
 // compare-and-swap) or __tdpMmuSetSpte() (held for write); both end in
 // handleChangedSpte(), where the tracepoint fires and the bookkeeping happens.
-import { atomicAdd, cmpxchg, step, type Gen, type Table } from "../kernel/index.js";
+import { atomicAdd, cmpxchg, spinStep, step, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
 import {
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_1G,
@@ -289,7 +289,7 @@ function* handleRemovedPt(kvm: Kvm, pt: Table, shared: boolean): Gen<void> {
       for (;;) {
         oldSpte = yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, REMOVED_SPTE);
         if (!isRemovedSpte(oldSpte)) break;
-        yield step("sched", pt.sptep(i), "r", "cpu_relax()");
+        yield spinStep(pt.sptep(i), "cpu_relax()");
       }
     } else {
       oldSpte = yield* kvmTdpMmuReadSpte(kvm, pt, i);
@@ -452,8 +452,13 @@ export function* __tdpMmuSetSpte(
 ): Gen<bigint> {
   kvm.mmuLock.assertHeldWrite();
   kvm.w.warnOn(isRemovedSpte(oldSpte) || isRemovedSpte(newSpte), "__tdp_mmu_set_spte with REMOVED_SPTE");
-  if (kvm.variant("nonatomic-write-drops-ad")) yield* __kvmTdpMmuWriteSpte(kvm, table, idx, newSpte);
-  else oldSpte = yield* kvmTdpMmuWriteSpte(kvm, table, idx, oldSpte, newSpte, level);
+  if (kvm.variant("nonatomic-write-drops-ad")) {
+    // MODEL (I9 check): what the plain store really overwrote.
+    const inMemory = yield* writeOnceObserved(kvm.w, table, idx, newSpte);
+    const lost = (inMemory & ~oldSpte) & (kvm.masks.shadowDirtyMask | kvm.masks.shadowAccessedMask | PT_WRITABLE_MASK);
+    if (lost !== 0n && isShadowPresentPte(oldSpte))
+      kvm.w.report("dirty", `a plain store over gfn 0x${gfn.toString(16)} lost bits 0x${lost.toString(16)} set in memory after the writer read 0x${oldSpte.toString(16)}`);
+  } else oldSpte = yield* kvmTdpMmuWriteSpte(kvm, table, idx, oldSpte, newSpte, level);
   yield* __handleChangedSpte(kvm, asId, gfn, oldSpte, newSpte, level, false);
   if (recordAccTrack) handleChangedSpteAccTrack(kvm, oldSpte, newSpte, level);
   if (recordDirtyLog) handleChangedSpteDirtyLog(kvm, asId, gfn, oldSpte, newSpte, level);

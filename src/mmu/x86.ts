@@ -3,7 +3,7 @@
 // virt/kvm/kvm_main.c): requests are processed before entry, the root is (re)loaded, the
 // CPU translates through its TLB and the TDP tables, and a nested page fault goes to
 // kvm_mmu_page_fault().
-import { blockingStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type WalkResult, type World } from "../kernel/index.js";
+import { blockingStep, spinStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type WalkResult, type World } from "../kernel/index.js";
 import { SPTE_BASE_ADDR_MASK, rsvdBits } from "../spte/index.js";
 import { Kvm, KvmVcpu, KVM_MEMSLOT_INVALID, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
 import { KvmMmuNotifier } from "./kvm_main.js";
@@ -69,6 +69,9 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
     for (let faults = 0; faults < MAX_FAULTS_PER_ACCESS; faults++) {
       yield* vcpuEnterGuest(kvm, vcpu);
       const root = vcpu.root!;
+      // A pending kick keeps the vCPU out of guest mode until the kicker is done.
+      if (kvm.kicksPending > 0) yield blockingStep("sched", kvm.statIds.nx + 3, "r", "vcpu_enter_guest: wait for a pending kick", () => kvm.kicksPending === 0);
+      if (vcpu.requests.size !== 0) continue;
       vcpu.inGuestMode = true;
       let r: WalkResult;
       try {
@@ -101,6 +104,8 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
         // the updater and no retry spent waiting counts against progress.
         yield blockingStep("sched", kvm.statIds.nx + 2, "r", "retry: wait for the invalidation or memslot update", () => !somethingInFlight(kvm));
         faults--;
+      } else if (ret === RET_PF_RETRY) {
+        yield spinStep(kvm.statIds.nx + 2, "RET_PF_RETRY: re-enter the guest");
       }
     }
     kvm.w.report("progress", `vCPU ${vcpu.vcpuId} ${access} of gpa 0x${gpa.toString(16)} still faults after ${MAX_FAULTS_PER_ACCESS} attempts`);

@@ -26,6 +26,12 @@ export interface Step {
   readonly label: string;
   /** False while the step cannot run (a lock held by another thread). */
   readonly enabled?: () => boolean;
+  /**
+   * A spin or back-off point (a fault retried on a frozen SPTE, cpu_relax()): under a fair
+   * scheduler it runs only when no other thread can, so spinning never starves the thread
+   * being waited for.
+   */
+  readonly spin?: boolean;
   /** Where the step was announced (only when `stepDebug.capture` is on: replays for reports). */
   readonly stack?: string;
 }
@@ -50,4 +56,10 @@ export function blockingStep(
 ): Step {
   if (stepDebug.capture) return { kind, obj, mode, label, enabled, stack: new Error().stack ?? "" };
   return { kind, obj, mode, label, enabled };
+}
+
+/** A spin point: see Step.spin. */
+export function spinStep(obj: number, label: string): Step {
+  if (stepDebug.capture) return { kind: "sched", obj, mode: "r", label, spin: true, stack: new Error().stack ?? "" };
+  return { kind: "sched", obj, mode: "r", label, spin: true };
 }

@@ -22,7 +22,7 @@ import {
 } from "../mmu/index.js";
 import { checkNoLeaks, checkPageStats, checkTlbCoherence } from "./invariants.js";
 
-export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
+export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "dirty", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
 export type CheckName = (typeof CHECKS)[number];
 
 export const VARIANTS: Record<string, { readonly reverts: string; readonly what: string }> = {
@@ -78,6 +78,10 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     reverts: "the stable fix \"Fix an sign-extension bug with mmu_seq that hangs vCPUs\"",
     what: "the fault's mmu_invalidate_seq snapshot goes through an int",
   },
+  "iter-advance-after-yield": {
+    reverts: "3a0f64de479c (v5.13) \"KVM: x86/mmu: Don't advance iterator after restart due to yield\"",
+    what: "after a yield the walk steps on from its old position instead of restarting, skipping the SPTE it stopped at",
+  },
   "map-over-frozen-spte": {
     reverts: "the REMOVED_SPTE test in kvm_tdp_mmu_map()",
     what: "a fault links a table over a frozen SPTE",
@@ -108,6 +112,8 @@ export interface ConcurrentScenario {
   readonly threads: readonly { name: string; ops: readonly Op[] }[];
   readonly checks: readonly CheckName[];
   readonly text: string;
+  /** Where kvm->mmu_invalidate_seq starts (a long-running VM). */
+  readonly initialSeq: number;
 }
 
 const OPS: Record<string, { req: string[]; opt: string[] }> = {
@@ -158,7 +164,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
   const format = str(vm["format"] ?? "npt", "$.vm.format", ["npt", "ept", "ept-noad"]) as KvmParams["format"];
   const levels = num(vm["levels"] ?? 4, "$.vm.levels");
   if (levels !== 4 && levels !== 5) fail("$.vm.levels", "expected 4 or 5");
-  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml"]);
+  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml", "mmu_invalidate_seq"]);
   const params: KvmParams = {
     ...defaultParams,
     format,
@@ -167,6 +173,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     eagerPageSplit: pj["eager_page_split"] === undefined ? true : bool(pj["eager_page_split"], "$.vm.params.eager_page_split"),
     pml: pj["pml"] === undefined ? false : bool(pj["pml"], "$.vm.params.pml"),
   };
+  const initialSeq = pj["mmu_invalidate_seq"] === undefined ? 0 : num(pj["mmu_invalidate_seq"], "$.vm.params.mmu_invalidate_seq");
   const memslots = arr(vm["memslots"] ?? fail("$.vm.memslots", "missing field"), "$.vm.memslots").map((m, i) => {
     const p = `$.vm.memslots[${i}]`;
     const o = obj(m, p, ["slot", "as", "gpa", "size", "backing"]);
@@ -236,6 +243,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     threads,
     checks,
     text,
+    initialSeq,
   };
 }
 
@@ -253,6 +261,7 @@ export function instantiate(sc: ConcurrentScenario): Instance {
   const w = new World();
   const kvm = kvmCreateVm(w, sc.params, new Set(sc.variants));
   kvm.tracer.on = false;
+  kvm.mmuInvalidateSeq = sc.initialSeq;
   for (const m of sc.memslots) {
     kvm.mm.mmapAnon(slotHva(m.slot), m.size, m.backing !== "4k");
     drive(kvmSetMemoryRegion(kvm, { slot: m.slot, asId: m.as, flags: 0, gpa: m.gpa, size: m.size, hva: slotHva(m.slot) }));

@@ -27,6 +27,12 @@ const zoo: ZooEntry[] = [
   { scenario: "fast-zap-defers-root-teardown", variant: "fast-zap-defers-root-teardown", check: "memslot", preemptions: 0, cleanBound: 0 },
   { scenario: "fault-into-invalid-root", variant: "fault-into-invalid-root", check: "stats", preemptions: 0, cleanBound: 0 },
   { scenario: "invalid-memslot-as-mmio", variant: "invalid-memslot-as-mmio", check: "transitions", preemptions: 1, cleanBound: 1 },
+  { scenario: "mmu-seq-truncation-hang", variant: "mmu-seq-truncation-hang", check: "progress", preemptions: 0, cleanBound: 1 },
+  { scenario: "map-over-frozen-spte", variant: "map-over-frozen-spte", check: "warn", preemptions: 0, cleanBound: 1 },
+  { scenario: "nonatomic-write-drops-ad", variant: "nonatomic-write-drops-ad", check: "dirty", preemptions: 1, cleanBound: 2 },
+  { scenario: "root-put-without-free", variant: "root-put-without-free", check: "warn", preemptions: 0, cleanBound: 1 },
+  { scenario: "yield-drops-pending-flush", variant: "yield-drops-pending-flush", check: "tlb", preemptions: 1, cleanBound: 1 },
+  { scenario: "iter-advance-after-yield", variant: "iter-advance-after-yield", check: "zap-post", preemptions: 1, cleanBound: 1 },
 ];
 
 const run = (file: string, variants: string[], preemptions: number) => {
