@@ -139,7 +139,6 @@ export function* kvmTdpMmuPutRoot(kvm: Kvm, root: KvmMmuPage, shared: boolean): 
   kvm.mmuLock.assertHeldShared(shared);
   yield step("rmw", root.spt.sptep(ENT), "w", "refcount_dec_and_test(tdp_mmu_root_count)");
   if (--root.tdpMmuRootCount > 0) return;
-  if (kvm.variant("root-put-without-free")) return;
   kvm.w.warnOn(!roleInvalid(root.role), "KVM_BUG_ON: last reference of a valid root put");
   yield* kvm.tdpMmuPagesLock.lock();
   const i = kvm.arch.tdpMmuRoots.indexOf(root);
@@ -170,7 +169,14 @@ export function* tdpMmuNextRoot(kvm: Kvm, prev: KvmMmuPage | null, shared: boole
     }
   }
   yield* kvm.rcu.rcuReadUnlock();
-  if (prev !== null) yield* kvmTdpMmuPutRoot(kvm, prev, shared);
+  if (prev !== null) {
+    // Variant root-put-without-free: the pre-fix iterator dropped its reference with a
+    // bare decrement, so a root whose last reference it held was never freed.
+    if (kvm.variant("root-put-without-free")) {
+      yield step("rmw", prev.spt.sptep(ENT), "w", "atomic_dec(tdp_mmu_root_count)");
+      prev.tdpMmuRootCount--;
+    } else yield* kvmTdpMmuPutRoot(kvm, prev, shared);
+  }
   return next;
 }
 
@@ -661,6 +667,27 @@ export function* kvmTdpMmuInvalidateAllRoots(kvm: Kvm, destroying = false): Gen<
  */
 function* tdpMmuLinkSp(kvm: Kvm, iter: TdpIter, sp: KvmMmuPage, accountNx: boolean, shared: boolean): Gen<number> {
   const spte = makeNonleafSpte(kvm.masks, sp.spt.pfn * 4096, kvm.masks.shadowAccessedMask === 0n);
+  if (kvm.variant("fix-sp-list-link-after-publish")) {
+    // The later upstream order: the SP is listed (and accounted) before anybody can see
+    // it, and taken off again if the publication loses its race.
+    yield* kvm.tdpMmuPagesLock.lock();
+    kvm.arch.tdpMmuPages.add(sp);
+    sp.linked = true;
+    if (accountNx) accountHugeNxPage(kvm, sp);
+    yield* kvm.tdpMmuPagesLock.unlock();
+    if (shared) {
+      const ret = yield* tdpMmuSetSpteAtomic(kvm, iter, spte);
+      if (ret !== 0) {
+        yield* kvm.tdpMmuPagesLock.lock();
+        kvm.arch.tdpMmuPages.delete(sp);
+        sp.linked = false;
+        if (sp.lpageDisallowed) unaccountHugeNxPage(kvm, sp);
+        yield* kvm.tdpMmuPagesLock.unlock();
+        return ret;
+      }
+    } else yield* tdpMmuSetSpte(kvm, iter, spte);
+    return 0;
+  }
   if (shared) {
     const ret = yield* tdpMmuSetSpteAtomic(kvm, iter, spte);
     if (ret !== 0) return ret;

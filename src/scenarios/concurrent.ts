@@ -43,8 +43,8 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     what: "the notifier walks roots without references although its body may yield",
   },
   "root-put-without-free": {
-    reverts: "the free on the last reference in kvm_tdp_mmu_put_root()",
-    what: "the last reference of a root is dropped without unlinking and freeing it",
+    reverts: "the put in tdp_mmu_next_root() (\"KVM: x86/mmu: Don't leak non-leaf SPTEs when zapping all SPTEs\" era, v5.13)",
+    what: "the yield-safe root iterator drops its reference with a bare decrement, so a root whose last reference it held is never freed",
   },
   "nx-recovery-flush-overwritten": {
     reverts: "the flush before yielding in kvm_recover_nx_lpages()",
@@ -81,6 +81,10 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
   "iter-advance-after-yield": {
     reverts: "3a0f64de479c (v5.13) \"KVM: x86/mmu: Don't advance iterator after restart due to yield\"",
     what: "after a yield the walk steps on from its old position instead of restarting, skipping the SPTE it stopped at",
+  },
+  "fix-sp-list-link-after-publish": {
+    reverts: "applies the later order (list and account a new page table before publishing it; mainline removed the list in d25ceb926436, v6.2)",
+    what: "fixes a race 6.1.192 still has: a reader that tears a just-published table down unlinks an SP that was never listed",
   },
   "map-over-frozen-spte": {
     reverts: "the REMOVED_SPTE test in kvm_tdp_mmu_map()",
