@@ -127,6 +127,7 @@ export interface ExploreCliResult {
   readonly variants: string[];
   readonly summary: string;
   readonly preemptions: number;
+  readonly steps: number;
 }
 
 export function exploreScenario(
@@ -137,7 +138,7 @@ export function exploreScenario(
 ): ExploreCliResult {
   const program = makeProgram(sc) as unknown as () => Execution;
   const r = explore(program, { ...o, now: () => performance.now(), ...(progress !== undefined ? { progress } : {}) });
-  const base = { schedules: r.schedules, complete: r.complete, strategy: o.strategy, variants: [...sc.variants], summary: r.summary, preemptions: r.preemptions };
+  const base = { schedules: r.schedules, complete: r.complete, strategy: o.strategy, variants: [...sc.variants], summary: r.summary, preemptions: r.preemptions, steps: r.steps };
   if (r.violation === null) return { ...base, violation: null };
   const token = encodeToken(fingerprint(sc.text), sc.variants, r.schedule);
   const t = traceSchedule(sc, r.schedule);
@@ -217,6 +218,8 @@ export function exploreCommand(args: readonly string[], io: Io): number {
         strategy: r.strategy,
         variants: r.variants,
         summary: r.summary,
+        steps: r.steps,
+        seconds: Math.round(secs * 1000) / 1000,
       }) + "\n",
     );
   } else io.out(renderResult(sc, r, secs));
@@ -225,7 +228,8 @@ export function exploreCommand(args: readonly string[], io: Io): number {
 
 export function renderResult(sc: ConcurrentScenario, r: ExploreCliResult, secs: number): string {
   const v = r.variants.length > 0 ? ` with variant${r.variants.length > 1 ? "s" : ""} ${r.variants.join(", ")}` : " (faithful 6.1.192)";
-  let s = `scenario ${sc.name}${v}: ${r.summary}; ${r.schedules} schedules in ${secs.toFixed(2)} s\n`;
+  const rate = secs > 0 ? `, ${Math.round(r.schedules / secs)} schedules/s, ${Math.round(r.steps / secs)} steps/s` : "";
+  let s = `scenario ${sc.name}${v}: ${r.summary}; ${r.schedules} schedules (${r.steps} steps) in ${secs.toFixed(2)} s${rate}\n`;
   if (r.violation === null) return s + "no violation\n";
   s += `\nVIOLATION [${r.violation.check}] ${r.violation.message}\n`;
   s += `shortest found: ${r.preemptions} preemption(s), ${r.violation.trace.length} steps\n\n`;
