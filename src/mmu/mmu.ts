@@ -582,11 +582,13 @@ export function* kvmRecoverNxLpages(kvm: Kvm, ratio = 1): Gen<number> {
   for (; toZap > 0 && kvm.arch.lpageDisallowedMmuPages.length > 0; toZap--) {
     const sp = kvm.arch.lpageDisallowedMmuPages[0]!;
     kvm.w.warnOn(!sp.lpageDisallowed, "kvm_recover_nx_lpages: SP on the NX list is not marked");
-    flush = (yield* kvmTdpMmuZapSp(kvm, sp)) || flush;
+    const zapFlush = yield* kvmTdpMmuZapSp(kvm, sp);
+    // Variant nx-recovery-flush-overwritten: the pre-fix loop assigned instead of OR-ing.
+    flush = kvm.variant("nx-recovery-flush-overwritten") ? zapFlush : zapFlush || flush;
     if (kvm.arch.lpageDisallowedMmuPages[0] === sp) kvm.arch.lpageDisallowedMmuPages.shift();
     zapped++;
     if (kvm.w.needResched(kvm.w.current, "kvm_recover_nx_lpages")) {
-      if (flush && !kvm.variant("nx-recovery-flush-overwritten")) yield* kvmFlushRemoteTlbs(kvm);
+      if (flush) yield* kvmFlushRemoteTlbs(kvm);
       flush = false;
       yield* kvm.rcu.rcuReadUnlock();
       yield* kvm.mmuLock.writeUnlock();
@@ -594,8 +596,15 @@ export function* kvmRecoverNxLpages(kvm: Kvm, ratio = 1): Gen<number> {
       yield* kvm.rcu.rcuReadLock();
     }
   }
-  if (flush) yield* kvmFlushRemoteTlbs(kvm);
-  yield* kvm.rcu.rcuReadUnlock();
+  if (kvm.variant("free-before-flush")) {
+    // The flush after leaving the RCU section: the grace period may end, and the zapped
+    // tables be freed, while vCPUs still cache walks through them.
+    yield* kvm.rcu.rcuReadUnlock();
+    if (flush) yield* kvmFlushRemoteTlbs(kvm);
+  } else {
+    if (flush) yield* kvmFlushRemoteTlbs(kvm);
+    yield* kvm.rcu.rcuReadUnlock();
+  }
   yield* kvm.mmuLock.writeUnlock();
   return zapped;
 }

@@ -907,8 +907,7 @@ function* wrprotGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: number,
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
       if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level) || !isWritablePte(iter.oldSpte)) break retry;
-      let newSpte = iter.oldSpte & ~PT_WRITABLE_MASK;
-      if (kvm.variant("wrprot-skips-mmu-writable")) newSpte &= ~kvm.masks.shadowMmuWritableMask;
+      const newSpte = iter.oldSpte & ~PT_WRITABLE_MASK;
       if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
       spteSet = true;
       break retry;
@@ -1056,6 +1055,9 @@ function* writeProtectGfn(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel: num
   const iter = new TdpIter(kvm);
   for (yield* iter.tdpIterStart(root, minLevel, gfn); iter.valid && iter.gfn < gfn + 1; yield* iter.tdpIterNext()) {
     if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
+    // Variant wrprot-skips-mmu-writable: the pre-fix test looked at W alone, leaving an
+    // SPTE that dirty logging had write-protected still MMU-writable.
+    if (kvm.variant("wrprot-skips-mmu-writable") && !isWritablePte(iter.oldSpte)) continue;
     const newSpte = iter.oldSpte & ~(PT_WRITABLE_MASK | kvm.masks.shadowMmuWritableMask);
     if (newSpte === iter.oldSpte) break;
     yield* tdpMmuSetSpte(kvm, iter, newSpte);

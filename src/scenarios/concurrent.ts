@@ -12,7 +12,9 @@ import {
   kvmFlushRemoteTlbs,
   kvmGetDirtyLog,
   kvmGuestAccess,
+  kvmMmuSlotTrySplitHugePages,
   kvmMmuZapAllFast,
+  kvmMmuZapCollapsibleSptes,
   kvmRecoverNxLpages,
   kvmSetMemoryRegion,
   kvmVmIoctlCreateVcpu,
@@ -47,8 +49,12 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     what: "the yield-safe root iterator drops its reference with a bare decrement, so a root whose last reference it held is never freed",
   },
   "nx-recovery-flush-overwritten": {
-    reverts: "the flush before yielding in kvm_recover_nx_lpages()",
-    what: "NX recovery yields with a pending flush undone",
+    reverts: "315f02c60d94 (v5.12) \"KVM: x86/mmu: preserve pending TLB flush across calls to kvm_tdp_mmu_zap_sp\"",
+    what: "NX recovery assigns each zap's flush result instead of OR-ing it into the pending flush",
+  },
+  "free-before-flush": {
+    reverts: "fcb93eb6d09d (5.18 merge window) \"kvm: x86/mmu: Flush TLB before zap_gfn_range releases RCU\", as a rule: here in kvm_recover_nx_lpages()",
+    what: "NX recovery leaves its RCU section before the flush, so zapped tables can be freed while vCPUs still cache walks through them",
   },
   "fault-into-invalid-root": {
     reverts: "the invalid-root test of is_page_fault_stale()",
@@ -71,8 +77,8 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     what: "exclusive SPTE writes use a plain store and may lose A/D bits set by hardware",
   },
   "wrprot-skips-mmu-writable": {
-    reverts: "dirty-log write protection keeping MMU-writable",
-    what: "write protection also clears MMU-writable",
+    reverts: "7c8a4742c4ab (v5.17) \"KVM: x86/mmu: Fix write-protection of PTs mapped by the TDP MMU\"",
+    what: "write_protect_gfn() skips SPTEs whose W bit is already clear, leaving them MMU-writable",
   },
   "mmu-seq-truncation-hang": {
     reverts: "the stable fix \"Fix an sign-extension bug with mmu_seq that hangs vCPUs\"",
@@ -129,6 +135,10 @@ const OPS: Record<string, { req: string[]; opt: string[] }> = {
   memslot: { req: ["action", "slot"], opt: ["as", "gpa", "size", "backing", "flags"] },
   dirty_log: { req: ["action", "slot"], opt: ["first", "count"] },
   nx_recover: { req: [], opt: [] },
+  age_gfn_range: { req: ["start", "end"], opt: [] },
+  test_age_gfn: { req: ["gfn"], opt: [] },
+  split_huge_pages: { req: ["slot"], opt: [] },
+  zap_collapsible: { req: ["slot"], opt: [] },
   flush_tlb: { req: [], opt: [] },
 };
 
@@ -217,14 +227,15 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
       else out[k] = num(val, `${p}.${k}`);
     }
     if (kind === "access" && (out["vcpu"] as number) >= vcpus) fail(`${p}.vcpu`, `no such vCPU (vm.vcpus is ${vcpus})`);
-    if ((kind === "madvise" || kind === "host_write" || kind === "dirty_log") && !memslots.some((m) => m.slot === out["slot"]))
+    if (["madvise", "host_write", "dirty_log", "split_huge_pages", "zap_collapsible"].includes(kind) && !memslots.some((m) => m.slot === out["slot"]))
       fail(`${p}.slot`, "no such memslot");
     if (kind === "madvise") {
       const m = memslots.find((x) => x.slot === out["slot"])!;
       if ((out["offset"] as number) % 4096 !== 0) fail(`${p}.offset`, "not page aligned");
       if ((out["offset"] as number) + (out["size"] as number) > m.size) fail(`${p}.size`, "range ends outside the memslot");
     }
-    if (kind === "zap_gfn_range" && (out["end"] as number) <= (out["start"] as number)) fail(`${p}.end`, "must be above start (ranges are half-open)");
+    if ((kind === "zap_gfn_range" || kind === "age_gfn_range") && (out["end"] as number) <= (out["start"] as number))
+      fail(`${p}.end`, "must be above start (ranges are half-open)");
     return out as Op;
   };
   const setup = arr(top["setup"] ?? [], "$.setup").map((o, i) => parseOp(o, `$.setup[${i}]`));
@@ -312,6 +323,31 @@ export function* runOp(kvm: Kvm, sc: ConcurrentScenario, op: Op): Gen<void> {
     case "flush_tlb":
       yield* kvmFlushRemoteTlbs(kvm);
       return;
+    case "age_gfn_range":
+    case "test_age_gfn": {
+      // The MMU notifier's clear_flush_young / test_young, over the hvas of the gfns.
+      const start = op.op === "test_age_gfn" ? n("gfn") : n("start");
+      const end = op.op === "test_age_gfn" ? start + 1 : n("end");
+      const notifier = kvm.mm.notifiers[0] as KvmMmuNotifier;
+      for (const s of kvm.memslots[0]!.sorted()) {
+        const a = Math.max(start, s.baseGfn);
+        const b = Math.min(end, s.endGfn);
+        if (a >= b) continue;
+        if (op.op === "test_age_gfn") yield* notifier.testYoung(s.gfnToHva(a));
+        else yield* notifier.clearYoung(s.gfnToHva(a), s.gfnToHva(b - 1) + 4096, true);
+      }
+      return;
+    }
+    case "split_huge_pages": {
+      const slot = kvm.memslots[0]!.slots.get(n("slot"));
+      if (slot !== undefined) yield* kvmMmuSlotTrySplitHugePages(kvm, slot, 1);
+      return;
+    }
+    case "zap_collapsible": {
+      const slot = kvm.memslots[0]!.slots.get(n("slot"));
+      if (slot !== undefined) yield* kvmMmuZapCollapsibleSptes(kvm, slot);
+      return;
+    }
     case "memslot": {
       const m = sc.memslots.find((x) => x.slot === n("slot"));
       const asId = (op["as"] as number | undefined) ?? m?.as ?? 0;

@@ -76,7 +76,11 @@ export function checkTlbCoherence(kvm: Kvm): string | null {
       if (found === null) return `${what} but no SPTE maps it any more`;
       const base = spteToPfn(found) - (spteToPfn(found) % 2 ** (9 * (level - 1)));
       if (base !== e.pfn - (e.pfn % 2 ** (9 * (level - 1))) && spteToPfn(found) !== e.pfn) return `${what} but the SPTE maps pfn 0x${spteToPfn(found).toString(16)}`;
-      if (e.writable && (found & 2n) === 0n) return `${what} but the SPTE 0x${found.toString(16)} is write-protected`;
+      // Dirty logging clears W but keeps MMU-writable, and flushes only after dropping the
+      // lock (before its ioctl returns): that stale writable entry is allowed. Clearing
+      // MMU-writable requires the flush before the lock is released.
+      if (e.writable && (found & 2n) === 0n && (found & kvm.masks.shadowMmuWritableMask) === 0n)
+        return `${what} but the SPTE 0x${found.toString(16)} is write-protected and not MMU-writable`;
     }
   }
   return null;
