@@ -62,7 +62,7 @@ test("bad scenarios are rejected naming the JSON path", () => {
     return JSON.stringify(j);
   };
   assert.equal(jsonError("{"), "s.json: $: not JSON (Expected property name or '}' in JSON at position 1)");
-  assert.equal(jsonError(edit((j) => (j.threads[1]!.ops[0]!["op"] = "frob"))), "s.json: $.threads[1].ops[0].op: expected one of access, madvise, host_write, zap_gfn_range, zap_all_fast, memslot, dirty_log, nx_recover, flush_tlb, got 'frob'");
+  assert.equal(jsonError(edit((j) => (j.threads[1]!.ops[0]!["op"] = "frob"))), "s.json: $.threads[1].ops[0].op: expected one of access, madvise, host_write, zap_gfn_range, zap_all_fast, memslot, dirty_log, nx_recover, age_gfn_range, test_age_gfn, split_huge_pages, zap_collapsible, flush_tlb, got 'frob'");
   assert.equal(jsonError(edit((j) => (j.threads[1]!.ops[0]!["offset"] = "0x10001"))), "s.json: $.threads[1].ops[0].offset: not page aligned");
   assert.equal(jsonError(edit((j) => (j.threads[0]!.ops[0]!["colour"] = 1))), "s.json: $.threads[0].ops[0].colour: unknown field (allowed: op, vcpu, gpa, write, exec)");
   assert.equal(jsonError(edit((j) => delete j.threads[0]!.ops[0]!["gpa"])), "s.json: $.threads[0].ops[0].gpa: missing field");
