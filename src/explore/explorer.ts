@@ -193,8 +193,10 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
 
   if (o.strategy === "random" || o.strategy === "pct") {
     const rng = new Prng(o.seed);
+    // PCT spreads its change points over the length of the runs it has seen.
+    let runLength = 400;
     while (!overBudget()) {
-      const change = o.strategy === "pct" ? pctChangePoints(rng, o.pctDepth, o.maxSteps) : null;
+      const change = o.strategy === "pct" ? pctChangePoints(rng, o.pctDepth, Math.min(runLength, o.maxSteps)) : null;
       const prio: number[] = [];
       const r = runOnce(program, {
         maxSteps: o.maxSteps,
@@ -211,6 +213,7 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       });
       schedules++;
       steps += r.steps;
+      runLength = Math.max(runLength, r.steps);
       if (schedules % 200 === 0) o.progress?.(schedules, 0);
       if (r.violation !== null) return out(r.violation, r.schedule, r.preemptions, false, `sampled: violation in schedule ${schedules}`);
     }
@@ -280,9 +283,10 @@ function orderAlternatives(enabled: readonly number[], prev: number): number[] {
   return enabled.includes(prev) ? [prev, ...enabled.filter((t) => t !== prev)] : [...enabled];
 }
 
-function pctChangePoints(rng: Prng, depth: number, maxSteps: number): Set<number> {
+/** PCT's d-1 priority change points, uniform over the run length seen so far. */
+function pctChangePoints(rng: Prng, depth: number, runLength: number): Set<number> {
   const s = new Set<number>();
-  for (let i = 1; i < depth; i++) s.add(rng.below(Math.min(maxSteps, 400)));
+  for (let i = 1; i < depth; i++) s.add(rng.below(Math.max(1, runLength)));
   return s;
 }
 
