@@ -2,7 +2,7 @@
 // `tdpmmu explore`, `tdpmmu replay` and `tdpmmu variants`.
 import fs from "node:fs";
 import { performance } from "node:perf_hooks";
-import { kernelName } from "../kernel/index.js";
+import { kernelFrames } from "../kernel/index.js";
 import { StaleToken, decodeToken, encodeToken, explore, fingerprint, runOnce, type Execution, type Strategy, type Violation } from "../explore/index.js";
 import { stepDebug } from "../rt/index.js";
 import { VARIANTS, makeProgram, parseScenario, type ConcurrentScenario } from "../scenarios/index.js";
@@ -83,18 +83,11 @@ export function traceSchedule(sc: ConcurrentScenario, schedule: readonly number[
   }
 }
 
+/** The innermost modelled kernel function that is not a primitive (a lock, an atomic). */
 function topFunction(stack: string): string {
-  const names: string[] = [];
-  for (const line of stack.split("\n").slice(1)) {
-    const m = /at (?:Generator\.next \()?(?:[\w$]+\.)?([\w$]+) \(.*\/dist\/(?:gen|direct)\/(mmu|kernel|hw)\//.exec(line);
-    if (m?.[1] === undefined) continue;
-    if (/^(step|blockingStep|readOnce|writeOnce|xchg|cmpxchg|atomicAdd|kvmTdpMmu(Read|Write)Spte(Atomic)?|__kvmTdpMmuWriteSpte|refresh|try.*|readLock|writeLock|readUnlock|writeUnlock|lock|unlock|rcuRead(Un)?[lL]ock|callRcu)$/.test(m[1])) {
-      if (names.length === 0) names.push(kernelName(m[1]));
-      continue;
-    }
-    return kernelName(m[1]);
-  }
-  return names[0] ?? "";
+  const frames = kernelFrames(stack);
+  const primitive = /^(step|blocking_step|spin_step|read_once|write_once(_observed)?|xchg|cmpxchg|atomic_add|kvm_tdp_mmu_(read|write)_spte(_atomic)?|__kvm_tdp_mmu_write_spte|refresh|try_step_\w+|read_lock|write_lock|read_unlock|write_unlock|lock|unlock|rcu_read_(un)?lock|call_rcu|kick_and_wait)$/;
+  return frames.find((f) => !primitive.test(f)) ?? frames[0] ?? "";
 }
 
 /** Thread columns, the way locking.rst draws CPU 0 beside CPU 1. */
@@ -218,6 +211,7 @@ export function exploreCommand(args: readonly string[], io: Io): number {
         strategy: r.strategy,
         variants: r.variants,
         summary: r.summary,
+        preemptions: r.violation === null ? null : r.preemptions,
         steps: r.steps,
         seconds: Math.round(secs * 1000) / 1000,
       }) + "\n",

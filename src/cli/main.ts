@@ -9,6 +9,7 @@ import { BENCH_OPS, UsageProblem, bench, type BenchOp } from "./bench.js";
 import { ExploreUsage, exploreCommand, replayCommand, variantsCommand } from "./explore-cmd.js";
 import { StaleToken } from "../explore/index.js";
 import { ScenarioJsonError } from "../scenarios/index.js";
+import { IoctlError } from "../mmu/index.js";
 
 export class UsageError extends Error {
   readonly kind = "usage";
@@ -85,6 +86,10 @@ export function main(argv: readonly string[], io: Out): number {
       e instanceof StaleToken
     ) {
       io.err(`tdpmmu: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof IoctlError) {
+      io.err(`tdpmmu: a scenario operation failed as the kernel would refuse it (errno ${e.errno}): ${e.message}\n`);
       return 2;
     }
     if (e instanceof KernelBug) {

@@ -63,14 +63,17 @@ export class World {
  * functions have kernel-looking names, so the filter keeps the chain in kernel terms.
  */
 export function callChain(): string[] {
-  const stack = new Error().stack ?? "";
+  return kernelFrames(new Error().stack ?? "").filter(
+    (n) => n !== "report" && n !== "warn_on" && n !== "bug_on" && n !== "call_chain" && !n.startsWith("assert"),
+  );
+}
+
+/** The modelled kernel functions (and kernel services) in a JS stack, innermost first. */
+export function kernelFrames(stack: string): string[] {
   const out: string[] = [];
   for (const line of stack.split("\n").slice(1)) {
     const m = /at (?:Generator\.next \()?(?:[\w$]+\.)?([\w$]+) \(.*\/dist\/(?:gen|direct)\/(mmu|kernel|hw)\//.exec(line);
-    if (m?.[1] === undefined) continue;
-    const name = m[1];
-    if (name === "report" || name === "warnOn" || name === "bugOn" || name === "callChain" || name.startsWith("assert")) continue;
-    out.push(kernelName(name));
+    if (m?.[1] !== undefined) out.push(kernelName(m[1]));
   }
   return out;
 }

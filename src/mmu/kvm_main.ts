@@ -523,6 +523,7 @@ export function* kvmClearDirtyLog(kvm: Kvm, asId: number, slotId: number, first:
   yield* kvm.slotsLock.lock();
   const slot = kvm.memslots[asId]!.slots.get(slotId);
   try {
+    if (!kvm.manualDirtyLogProtect) throw new IoctlError(EINVAL, "KVM_CLEAR_DIRTY_LOG needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2");
     if (slot === undefined || (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) throw new IoctlError(-2, `slot ${slotId} has no dirty log`);
     if (first % 64 !== 0 || (count % 64 !== 0 && first + count !== slot.npages) || first + count > slot.npages)
       throw new IoctlError(EINVAL, `clear range [${first}, ${first + count}) is not 64-aligned inside the slot`);

@@ -2,6 +2,7 @@
 // Concurrent scenarios (JSON, docs/scenarios.md): a VM, a sequential setup, and threads
 // whose operations the explorer interleaves step by step, with the invariants to check.
 import { KernelBug, World, drive, type Gen, type Step } from "../kernel/index.js";
+import { EINVAL } from "../base/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KvmMmuNotifier,
@@ -19,6 +20,7 @@ import {
   kvmSetMemoryRegion,
   kvmVmIoctlCreateVcpu,
   kvmZapGfnRange,
+  IoctlError,
   type Kvm,
   type KvmParams,
 } from "../mmu/index.js";
@@ -370,19 +372,21 @@ export function* runOp(kvm: Kvm, sc: ConcurrentScenario, op: Op): Gen<void> {
     }
     case "dirty_log": {
       const slot = n("slot");
-      const cur = kvm.memslots[0]!.slots.get(slot)!;
+      const asId = sc.memslots.find((x) => x.slot === slot)?.as ?? 0;
+      const cur = kvm.memslots[asId]!.slots.get(slot);
+      if (cur === undefined) throw new IoctlError(EINVAL, `dirty_log ${op["action"] as string}: memslot ${slot} does not exist (any more)`);
       const action = op["action"] as string;
       if (action === "enable" || action === "disable")
         yield* kvmSetMemoryRegion(kvm, {
           slot,
-          asId: 0,
+          asId,
           hva: cur.userspaceAddr,
           size: cur.npages * 4096,
           gpa: cur.baseGfn * 4096,
           flags: action === "enable" ? cur.flags | KVM_MEM_LOG_DIRTY_PAGES : cur.flags & ~KVM_MEM_LOG_DIRTY_PAGES,
         });
-      else if (action === "get") yield* kvmGetDirtyLog(kvm, 0, slot);
-      else yield* kvmClearDirtyLog(kvm, 0, slot, (op["first"] as number | undefined) ?? 0, (op["count"] as number | undefined) ?? cur.npages);
+      else if (action === "get") yield* kvmGetDirtyLog(kvm, asId, slot);
+      else yield* kvmClearDirtyLog(kvm, asId, slot, (op["first"] as number | undefined) ?? 0, (op["count"] as number | undefined) ?? cur.npages);
       return;
     }
   }
