@@ -95,3 +95,14 @@ test("zoo: zap-under-read-lock is found among bystander threads (pct)", () => {
   });
   assert.equal(clean.violation, null, clean.violation?.message);
 });
+
+test("every variant switch read in src/mmu is registered, and every registered variant is read", async () => {
+  const { VARIANTS } = await import("./index.js");
+  const dir = path.join(root, "src/mmu");
+  const read = new Set<string>();
+  for (const f of fs.readdirSync(dir)) {
+    if (!f.endsWith(".ts") || f.endsWith(".test.ts")) continue;
+    for (const m of fs.readFileSync(path.join(dir, f), "utf8").matchAll(/variant\("([a-z0-9-]+)"\)/g)) read.add(m[1]!);
+  }
+  assert.deepEqual([...read].sort(), Object.keys(VARIANTS).sort());
+});
