@@ -331,6 +331,10 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_tdp_mmu_spte_changed", asId, gfn, level, oldSpte, newSpte });
 
   if (isLeaf && kvm.zapObligations.length !== 0) checkZapObligations(kvm, asId, gfn, level, newSpte);
+  // Non-leaf SPTEs are only linked and unlinked; dirty logging and aging never edit them
+  // (hardware may set Accessed).
+  if (wasPresent && !wasLeaf && isPresent && !isLeaf && ((oldSpte ^ newSpte) & ~kvm.masks.shadowAccessedMask) !== 0n)
+    w.report("transitions", `non-leaf SPTE at gfn 0x${gfn.toString(16)} (L${level}) edited: 0x${oldSpte.toString(16)} -> 0x${newSpte.toString(16)}`);
   // A present leaf may only go away through non-present plus a flush, never straight to MMIO.
   if (wasLeaf && isMmioSpte(kvm.masks, newSpte))
     w.report("transitions", `present leaf 0x${oldSpte.toString(16)} at gfn 0x${gfn.toString(16)} replaced by MMIO SPTE 0x${newSpte.toString(16)} without a zap and flush`);
@@ -936,9 +940,14 @@ function* clearDirtyGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: num
   yield* kvm.rcu.rcuReadLock();
   const iter = new TdpIter(kvm);
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, start); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
+    // tdp_root_for_each_leaf_pte(): the leaf test is part of the loop, not of the retry.
+    if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
-      if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) break retry;
+      // 6.1.192 re-checks only presence after a lost race, so a huge leaf replaced by a
+      // table meanwhile is edited as if it were a leaf (fixed upstream in 45a61ebb2211).
+      if (!isShadowPresentPte(iter.oldSpte)) break retry;
+      if (kvm.variant("fix-clear-dirty-retry-nonleaf") && !isLastSpte(iter.oldSpte, iter.level)) break retry;
       let newSpte: bigint;
       if (spteAdNeedWriteProtect(iter.oldSpte)) {
         if (!isWritablePte(iter.oldSpte)) break retry;

@@ -90,6 +90,10 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     reverts: "3a0f64de479c (v5.13) \"KVM: x86/mmu: Don't advance iterator after restart due to yield\"",
     what: "after a yield the walk steps on from its old position instead of restarting, skipping the SPTE it stopped at",
   },
+  "fix-clear-dirty-retry-nonleaf": {
+    reverts: "applies 45a61ebb2211 (v6.8) \"KVM: x86/mmu: Check for leaf SPTE when clearing dirty bit in the TDP MMU\"",
+    what: "fixes a race 6.1.192 still has: clear-dirty's retry edits a table that replaced the huge leaf it had read",
+  },
   "fix-sp-list-link-after-publish": {
     reverts: "applies the later order (list and account a new page table before publishing it; mainline removed the list in d25ceb926436, v6.2)",
     what: "fixes a race 6.1.192 still has: a reader that tears a just-published table down unlinks an SP that was never listed",

@@ -67,7 +67,10 @@ for (const z of zoo) {
 }
 
 // Bugs that Linux 6.1.192 still has: found in the faithful model, gone with the fix switch.
-const present = [{ scenario: "sp-list-link-after-publish", fix: "fix-sp-list-link-after-publish", check: "sp-lists", preemptions: 1, cleanBound: 1 }];
+const present = [
+  { scenario: "sp-list-link-after-publish", fix: "fix-sp-list-link-after-publish", check: "sp-lists", preemptions: 1, cleanBound: 1 },
+  { scenario: "clear-dirty-retry-nonleaf", fix: "fix-clear-dirty-retry-nonleaf", check: "transitions", preemptions: 1, cleanBound: 1 },
+];
 for (const p of present) {
   const file = path.join(root, "scenarios", `${p.scenario}.json`);
   test(`present bug: ${p.scenario} is found in faithful 6.1.192`, () => {
