@@ -54,13 +54,15 @@ export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages
 function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
   yield step("write", kvm.statIds.nx + 3, "w", `${label}: kick vCPUs`);
   kvm.kicksPending++;
-  yield blockingStep("flush", kvm.statIds.nx + 3, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm));
+  // The kicker is fixed now: the scheduler evaluates the wait while another thread is current.
+  const me = kvm.w.current;
+  yield blockingStep("flush", kvm.statIds.nx + 3, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm, me));
   kvm.kicksPending--;
 }
 
 /** The kick-and-wait of KVM_REQUEST_WAIT completes once no vCPU is in guest mode. */
-function noVcpuInGuestMode(kvm: Kvm): boolean {
-  for (const v of kvm.vcpus) if (v.inGuestMode && v.runningThread !== kvm.w.current) return false;
+function noVcpuInGuestMode(kvm: Kvm, kicker: number): boolean {
+  for (const v of kvm.vcpus) if (v.inGuestMode && v.runningThread !== kicker) return false;
   return true;
 }
 
