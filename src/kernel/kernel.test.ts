@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0-only
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Lockdep, Mm, Rcu, RwLock, World, drive, type MmuNotifierOps, type NotifierRange } from "./index.js";
+
+test("rwlock: readers share, a writer excludes, lockdep knows who holds what", () => {
+  const w = new World();
+  const l = new RwLock(w, new Lockdep(), "mmu_lock");
+  w.current = 1;
+  drive(l.readLock());
+  w.current = 2;
+  assert.equal(l.canRead(), true);
+  assert.equal(l.canWrite(), false);
+  drive(l.readLock());
+  l.assertHeldRead();
+  l.assertHeldWrite();
+  assert.deepEqual(w.findings.map((f) => f.check), ["lockdep"]);
+  assert.match(w.findings[0]!.message, /must be held for write \(held: mmu_lock\(R\)\)/);
+  drive(l.readUnlock());
+  w.current = 1;
+  drive(l.readUnlock());
+  assert.equal(l.canWrite(), true);
+  drive(l.writeUnlock());
+  assert.match(w.findings[1]!.message, /write_unlock\(mmu_lock\) by a thread that does not hold it/);
+});
+
+test("rcu: a callback waits for every reader that was inside when it was queued", () => {
+  const w = new World();
+  const rcu = new Rcu(w);
+  const ran: string[] = [];
+  w.current = 1;
+  drive(rcu.rcuReadLock());
+  w.current = 2;
+  drive(rcu.rcuReadLock());
+  drive(rcu.callRcu("free", () => ran.push("free")));
+  drive(rcu.rcuReadUnlock());
+  assert.deepEqual(ran, [], "thread 1 is still inside");
+  w.current = 3;
+  drive(rcu.rcuReadLock()); // a reader that started later does not delay it
+  w.current = 1;
+  drive(rcu.rcuReadUnlock());
+  assert.deepEqual(ran, ["free"]);
+  w.current = 9;
+  drive(rcu.rcuReadUnlock());
+  assert.equal(w.findings[0]?.check, "rcu");
+});
+
+class Recorder implements MmuNotifierOps {
+  readonly log: string[] = [];
+  *invalidateRangeStart(r: NotifierRange) {
+    this.log.push(`start ${r.start.toString(16)}-${r.end.toString(16)}`);
+  }
+  *invalidateRangeEnd(r: NotifierRange) {
+    this.log.push(`end ${r.start.toString(16)}-${r.end.toString(16)}`);
+  }
+  *changePte(a: number, pte: { writable: boolean }) {
+    this.log.push(`change_pte ${a.toString(16)} ${pte.writable ? "rw" : "ro"}`);
+  }
+}
+
+test("host mm: zero page on read, copy-on-write with notifiers, THP, partial madvise splits the PMD", () => {
+  const w = new World();
+  const mm = new Mm(w);
+  const n = new Recorder();
+  mm.notifiers.push(n);
+  mm.mmapAnon(0x400000, 0x400000, true);
+  mm.mmapAnon(0x1000000, 0x10000, false);
+  // 4K VMA: a read maps the shared zero page, a write copies it under an invalidation.
+  drive(mm.gup(0x1000000, false));
+  assert.equal(mm.pte(0x1000000)?.page, w.pages.zeroPage);
+  drive(mm.gup(0x1000000, true));
+  assert.notEqual(mm.pte(0x1000000)?.page, w.pages.zeroPage);
+  assert.deepEqual(n.log, ["start 1000000-1001000", "change_pte 1000000 rw", "end 1000000-1001000"]);
+  // THP VMA: a write maps a 2M page at PMD level.
+  n.log.length = 0;
+  drive(mm.gup(0x400000, true));
+  assert.equal(mm.mappingLevel(0x5ff000), 2);
+  assert.deepEqual(n.log, [], "a fresh fault needs no invalidation");
+  // madvise of one 4K page inside it: outer range, then the PMD split's own 2M range.
+  drive(mm.madviseDontneed(0x401000, 0x1000));
+  assert.deepEqual(n.log, ["start 401000-402000", "start 400000-600000", "end 400000-600000", "end 401000-402000"]);
+  assert.equal(mm.pte(0x401000), undefined);
+  assert.equal(mm.mappingLevel(0x402000), 1);
+  const head = mm.pte(0x400000)!.page;
+  assert.equal(head.free, false, "the rest of the THP stays mapped");
+});
+
+test("page allocator: FIFO reuse of freed 4K anonymous frames, LIFO for huge pages, fresh page-table frames", () => {
+  const w = new World();
+  const a = w.pages.allocPage("movable");
+  const b = w.pages.allocPage("movable");
+  w.pages.putPage(a);
+  w.pages.putPage(b);
+  assert.equal(w.pages.allocPage("movable").pfn, a.pfn);
+  assert.equal(w.pages.allocPage("movable").pfn, b.pfn);
+  const h1 = w.pages.allocHuge(9);
+  const h2 = w.pages.allocHuge(9);
+  assert.equal(h1.pfn % 512, 0);
+  w.pages.putPage(h1);
+  w.pages.putPage(h2);
+  assert.equal(w.pages.allocHuge(9).pfn, h2.pfn);
+  const t = w.pages.allocPage("unmovable");
+  w.pages.putPage(t, "unmovable");
+  assert.notEqual(w.pages.allocPage("unmovable").pfn, t.pfn);
+});
