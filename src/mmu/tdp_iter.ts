@@ -63,6 +63,8 @@ export class TdpIter {
   oldSpte = 0n;
   valid = false;
   yielded = false;
+  /** MODEL: where this walk last yielded (-1: never), for the forward-progress check. */
+  lastYieldGfn = -1;
 
   constructor(readonly kvm: Kvm) {}
 

@@ -522,6 +522,10 @@ export function* tdpMmuIterCondResched(kvm: Kvm, iter: TdpIter, flush: boolean, 
     }
     yield* kvm.rcu.rcuReadLock();
     kvm.w.warnOn(iter.gfn > iter.nextLastLevelGfn, "tdp_mmu_iter_cond_resched: iterator ran ahead");
+    // MODEL (I11a): a walk never yields twice without its position advancing.
+    if (iter.lastYieldGfn === iter.nextLastLevelGfn)
+      kvm.w.report("progress", `walk yielded twice at gfn 0x${iter.nextLastLevelGfn.toString(16)} without moving: it can livelock under contention`);
+    iter.lastYieldGfn = iter.nextLastLevelGfn;
     iter.yielded = true;
   }
   return iter.yielded;
