@@ -772,7 +772,9 @@ export function* kvmTdpMmuMap(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen
       }
     }
   }
-  if (iter.level !== fault.goalLevel || isRemovedSpte(iter.oldSpte)) {
+  // Variant leaf-at-wrong-level: the 6.2-rc refactor (before 80a3e4ae962d) installed the
+  // leaf wherever the walk stopped.
+  if ((iter.level !== fault.goalLevel && !kvm.variant("leaf-at-wrong-level")) || isRemovedSpte(iter.oldSpte)) {
     yield* kvm.rcu.rcuReadUnlock();
     return RET_PF_RETRY;
   }

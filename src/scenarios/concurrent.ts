@@ -98,6 +98,10 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     reverts: "applies the later order (list and account a new page table before publishing it; mainline removed the list in d25ceb926436, v6.2)",
     what: "fixes a race 6.1.192 still has: a reader that tears a just-published table down unlinks an SP that was never listed",
   },
+  "leaf-at-wrong-level": {
+    reverts: "80a3e4ae962d (v6.2-rc1) \"KVM: x86/mmu: Map TDP MMU leaf SPTE iff target level is reached\" (adapted: 6.1.192 never had the bug)",
+    what: "a fault installs its leaf wherever the walk stopped, even above the goal level",
+  },
   "map-over-frozen-spte": {
     reverts: "the REMOVED_SPTE test in kvm_tdp_mmu_map()",
     what: "a fault links a table over a frozen SPTE",

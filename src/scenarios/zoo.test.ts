@@ -37,6 +37,7 @@ const zoo: ZooEntry[] = [
   { scenario: "iter-advance-after-yield", variant: "iter-advance-after-yield", check: "zap-post", preemptions: 1, cleanBound: 1 },
   { scenario: "free-before-flush", variant: "free-before-flush", check: "rcu", preemptions: 0, cleanBound: 1 },
   { scenario: "yield-no-forward-progress", variant: "yield-no-forward-progress", check: "progress", preemptions: 1, cleanBound: 2 },
+  { scenario: "leaf-at-wrong-level", variant: "leaf-at-wrong-level", check: "warn", preemptions: 1, cleanBound: 1 },
   { scenario: "notifier-skips-invalid-roots", variant: "notifier-skips-invalid-roots", check: "zap-post", preemptions: 1, cleanBound: 1, pct: true },
 ];
 
