@@ -630,8 +630,27 @@ export function* kvmTdpMmuZapLeafs(kvm: Kvm, start: number, end: number, flush: 
  */
 export function* kvmTdpMmuZapAll(kvm: Kvm): Gen<void> {
   yield* forEachTdpMmuRootYieldSafe(kvm, null, false, false, function* (root) {
-    yield* tdpMmuZapRoot(kvm, root, false);
+    if (kvm.variant("zap-all-skips-straddling-nonleaf")) yield* zapAllWithRangeSemantics(kvm, root);
+    else yield* tdpMmuZapRoot(kvm, root, false);
   });
+}
+
+/**
+ * Variant zap-all-skips-straddling-nonleaf: zap-all as the pre-5.14 range zap over
+ * [0, tdp_mmu_max_gfn_exclusive()), which descends into a non-leaf entry that extends past
+ * the bound instead of zapping it, so that entry and its tables stay behind.
+ */
+function* zapAllWithRangeSemantics(kvm: Kvm, root: KvmMmuPage): Gen<void> {
+  const end = tdpMmuMaxGfnExclusive(kvm);
+  yield* kvm.rcu.rcuReadLock();
+  const iter = new TdpIter(kvm);
+  for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, 0); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
+    if (yield* tdpMmuIterCondResched(kvm, iter, false, false)) continue;
+    if (!isShadowPresentPte(iter.oldSpte)) continue;
+    if (!isLastSpte(iter.oldSpte, iter.level) && iter.gfn + kvmPagesPerHpage(iter.level) > end) continue;
+    yield* tdpMmuSetSpte(kvm, iter, 0n);
+  }
+  yield* kvm.rcu.rcuReadUnlock();
 }
 
 /**

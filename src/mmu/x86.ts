@@ -4,7 +4,7 @@
 // CPU translates through its TLB and the TDP tables, and a nested page fault goes to
 // kvm_mmu_page_fault().
 import { blockingStep, spinStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type WalkResult, type World } from "../kernel/index.js";
-import { SPTE_BASE_ADDR_MASK, rsvdBits } from "../spte/index.js";
+import { SPTE_BASE_ADDR_MASK, isShadowPresentPte, rsvdBits } from "../spte/index.js";
 import { Kvm, KvmVcpu, KVM_MEMSLOT_INVALID, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
 import { KvmMmuNotifier } from "./kvm_main.js";
 import { kvmMmuFreeObsoleteRoots, kvmMmuFreeRoots, kvmMmuLoad, kvmMmuPageFault } from "./mmu.js";
@@ -123,6 +123,13 @@ export function* kvmDestroyVm(kvm: Kvm): Gen<void> {
   kvm.usersCount = 0;
   yield* kvm.mmuLock.writeLock();
   yield* kvmTdpMmuZapAll(kvm);
+  // MODEL (Z4's promise): after kvm_tdp_mmu_zap_all() no root maps or links anything.
+  for (const root of kvm.arch.tdpMmuRoots)
+    for (let i = 0; i < 512; i++)
+      if (isShadowPresentPte(root.spt.spt[i]!)) {
+        kvm.w.report("leaks", `kvm_tdp_mmu_zap_all() left entry ${i} of root 0x${root.spt.pfn.toString(16)} present: 0x${root.spt.spt[i]!.toString(16)}`);
+        break;
+      }
   yield* kvm.mmuLock.writeUnlock();
   for (const v of kvm.vcpus) yield* kvmMmuFreeRoots(kvm, v);
   yield* kvmMmuUninitTdpMmu(kvm);

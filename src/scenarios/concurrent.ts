@@ -98,6 +98,10 @@ export const VARIANTS: Record<string, { readonly reverts: string; readonly what:
     reverts: "applies the later order (list and account a new page table before publishing it; mainline removed the list in d25ceb926436, v6.2)",
     what: "fixes a race 6.1.192 still has: a reader that tears a just-published table down unlinks an SP that was never listed",
   },
+  "zap-all-skips-straddling-nonleaf": {
+    reverts: "524a1e4e381f (v5.14) \"KVM: x86/mmu: Don't leak non-leaf SPTEs when zapping all SPTEs\"",
+    what: "zap-all uses range semantics and keeps a top-level entry that straddles the host's max gfn",
+  },
   "leaf-at-wrong-level": {
     reverts: "80a3e4ae962d (v6.2-rc1) \"KVM: x86/mmu: Map TDP MMU leaf SPTE iff target level is reached\" (adapted: 6.1.192 never had the bug)",
     what: "a fault installs its leaf wherever the walk stopped, even above the goal level",
@@ -188,7 +192,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
   const format = str(vm["format"] ?? "npt", "$.vm.format", ["npt", "ept", "ept-noad"]) as KvmParams["format"];
   const levels = num(vm["levels"] ?? 4, "$.vm.levels");
   if (levels !== 4 && levels !== 5) fail("$.vm.levels", "expected 4 or 5");
-  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml", "mmu_invalidate_seq"]);
+  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml", "mmu_invalidate_seq", "phys_bits"]);
   const params: KvmParams = {
     ...defaultParams,
     format,
@@ -196,7 +200,9 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     nxHugePages: pj["nx_huge_pages"] === undefined ? false : bool(pj["nx_huge_pages"], "$.vm.params.nx_huge_pages"),
     eagerPageSplit: pj["eager_page_split"] === undefined ? true : bool(pj["eager_page_split"], "$.vm.params.eager_page_split"),
     pml: pj["pml"] === undefined ? false : bool(pj["pml"], "$.vm.params.pml"),
+    physBits: pj["phys_bits"] === undefined ? defaultParams.physBits : num(pj["phys_bits"], "$.vm.params.phys_bits"),
   };
+  if (params.physBits < 32 || params.physBits > 52) fail("$.vm.params.phys_bits", "expected 32..52 (host physical address bits)");
   const initialSeq = pj["mmu_invalidate_seq"] === undefined ? 0 : num(pj["mmu_invalidate_seq"], "$.vm.params.mmu_invalidate_seq");
   const memslots = arr(vm["memslots"] ?? fail("$.vm.memslots", "missing field"), "$.vm.memslots").map((m, i) => {
     const p = `$.vm.memslots[${i}]`;
