@@ -1081,6 +1081,20 @@ export function* kvmTdpMmuZapCollapsibleSptes(kvm: Kvm, slot: KvmMemorySlot): Ge
   });
 }
 
+/** MODEL: the present leaf at or above `minLevel` mapping `gfn`, read without steps. */
+function leafMapping(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel: number): bigint | null {
+  let t = root.spt;
+  for (let level = roleLevel(root.role); level >= minLevel; level--) {
+    const s = t.spt[Math.floor(gfn / kvmPagesPerHpage(level)) % 512]!;
+    if (!isShadowPresentPte(s)) return null;
+    if (isLastSpte(s, level)) return s;
+    const c = kvm.tableAt(spteToPfn(s));
+    if (c === undefined) return null;
+    t = c;
+  }
+  return null;
+}
+
 /** write_protect_gfn(): clear W and MMU-writable on the leaves mapping `gfn`. */
 function* writeProtectGfn(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel: number): Gen<boolean> {
   kvm.w.bugOn(minLevel > KVM_MAX_HUGEPAGE_LEVEL, "write_protect_gfn: min_level too high");
@@ -1108,7 +1122,14 @@ function* writeProtectGfn(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel: num
 export function* kvmTdpMmuWriteProtectGfn(kvm: Kvm, slot: KvmMemorySlot, gfn: number, minLevel: number): Gen<boolean> {
   kvm.mmuLock.assertHeldWrite();
   let spteSet = false;
-  for (const root of yield* forEachTdpMmuRoot(kvm, slot.asId)) spteSet = (yield* writeProtectGfn(kvm, root, gfn, minLevel)) || spteSet;
+  for (const root of yield* forEachTdpMmuRoot(kvm, slot.asId)) {
+    spteSet = (yield* writeProtectGfn(kvm, root, gfn, minLevel)) || spteSet;
+    // MODEL (I10): once write-protected for tracking, no leaf mapping gfn may be writable
+    // or MMU-writable (the lockless fast path could make it writable again).
+    const leaf = leafMapping(kvm, root, gfn, minLevel);
+    if (leaf !== null && (leaf & (PT_WRITABLE_MASK | kvm.masks.shadowMmuWritableMask)) !== 0n)
+      kvm.w.report("write-track", `gfn 0x${gfn.toString(16)} is still mapped by 0x${leaf.toString(16)} (writable or MMU-writable) after kvm_tdp_mmu_write_protect_gfn()`);
+  }
   return spteSet;
 }
 

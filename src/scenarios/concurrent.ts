@@ -26,7 +26,7 @@ import {
 } from "../mmu/index.js";
 import { checkNoLeaks, checkPageStats, checkTlbCoherence } from "./invariants.js";
 
-export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "dirty", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
+export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "dirty", "write-track", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
 export type CheckName = (typeof CHECKS)[number];
 
 export const VARIANTS: Record<string, { readonly reverts: string; readonly what: string }> = {
@@ -138,6 +138,8 @@ export interface ConcurrentScenario {
   readonly text: string;
   /** Where kvm->mmu_invalidate_seq starts (a long-running VM). */
   readonly initialSeq: number;
+  /** KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: off, on, or on with KVM_DIRTY_LOG_INITIALLY_SET. */
+  readonly manualProtect: "off" | "on" | "initset";
 }
 
 const OPS: Record<string, { req: string[]; opt: string[] }> = {
@@ -192,7 +194,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
   const format = str(vm["format"] ?? "npt", "$.vm.format", ["npt", "ept", "ept-noad"]) as KvmParams["format"];
   const levels = num(vm["levels"] ?? 4, "$.vm.levels");
   if (levels !== 4 && levels !== 5) fail("$.vm.levels", "expected 4 or 5");
-  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml", "mmu_invalidate_seq", "phys_bits"]);
+  const pj = obj(vm["params"] ?? {}, "$.vm.params", ["nx_huge_pages", "eager_page_split", "pml", "mmu_invalidate_seq", "phys_bits", "manual_protect"]);
   const params: KvmParams = {
     ...defaultParams,
     format,
@@ -203,6 +205,8 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     physBits: pj["phys_bits"] === undefined ? defaultParams.physBits : num(pj["phys_bits"], "$.vm.params.phys_bits"),
   };
   if (params.physBits < 32 || params.physBits > 52) fail("$.vm.params.phys_bits", "expected 32..52 (host physical address bits)");
+  const manualProtect =
+    pj["manual_protect"] === undefined ? "off" : (str(pj["manual_protect"], "$.vm.params.manual_protect", ["off", "on", "initset"]) as "off" | "on" | "initset");
   const initialSeq = pj["mmu_invalidate_seq"] === undefined ? 0 : num(pj["mmu_invalidate_seq"], "$.vm.params.mmu_invalidate_seq");
   const memslots = arr(vm["memslots"] ?? fail("$.vm.memslots", "missing field"), "$.vm.memslots").map((m, i) => {
     const p = `$.vm.memslots[${i}]`;
@@ -275,6 +279,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     checks,
     text,
     initialSeq,
+    manualProtect,
   };
 }
 
@@ -293,6 +298,8 @@ export function instantiate(sc: ConcurrentScenario): Instance {
   const kvm = kvmCreateVm(w, sc.params, new Set(sc.variants));
   kvm.tracer.on = false;
   kvm.mmuInvalidateSeq = sc.initialSeq;
+  kvm.manualDirtyLogProtect = sc.manualProtect !== "off";
+  kvm.manualDirtyLogInitSet = sc.manualProtect === "initset";
   for (const m of sc.memslots) {
     kvm.mm.mmapAnon(slotHva(m.slot), m.size, m.backing !== "4k");
     drive(kvmSetMemoryRegion(kvm, { slot: m.slot, asId: m.as, flags: 0, gpa: m.gpa, size: m.size, hva: slotHva(m.slot) }));

@@ -39,6 +39,7 @@ const zoo: ZooEntry[] = [
   { scenario: "yield-no-forward-progress", variant: "yield-no-forward-progress", check: "progress", preemptions: 1, cleanBound: 2 },
   { scenario: "leaf-at-wrong-level", variant: "leaf-at-wrong-level", check: "warn", preemptions: 1, cleanBound: 1 },
   { scenario: "zap-all-skips-straddling-nonleaf", variant: "zap-all-skips-straddling-nonleaf", check: "leaks", preemptions: 0, cleanBound: 1 },
+  { scenario: "wrprot-skips-mmu-writable", variant: "wrprot-skips-mmu-writable", check: "write-track", preemptions: 0, cleanBound: 1 },
   { scenario: "notifier-skips-invalid-roots", variant: "notifier-skips-invalid-roots", check: "zap-post", preemptions: 1, cleanBound: 1, pct: true },
 ];
 
