@@ -1081,15 +1081,18 @@ export function* kvmTdpMmuZapCollapsibleSptes(kvm: Kvm, slot: KvmMemorySlot): Ge
   });
 }
 
-/** MODEL: the present leaf at or above `minLevel` mapping `gfn`, read without steps. */
-function leafMapping(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel: number): bigint | null {
+/**
+ * MODEL: the present leaf at or above `minLevel` mapping `gfn` in `root`, read straight
+ * from memory without steps (for checks), with its level.
+ */
+export function leafMapping(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel = PG_LEVEL_4K): { spte: bigint; level: number } | null {
   let t = root.spt;
   for (let level = roleLevel(root.role); level >= minLevel; level--) {
     const s = t.spt[Math.floor(gfn / kvmPagesPerHpage(level)) % 512]!;
     if (!isShadowPresentPte(s)) return null;
-    if (isLastSpte(s, level)) return s;
+    if (isLastSpte(s, level)) return { spte: s, level };
     const c = kvm.tableAt(spteToPfn(s));
-    if (c === undefined) return null;
+    if (c === undefined || c.freed) return null;
     t = c;
   }
   return null;
@@ -1127,8 +1130,8 @@ export function* kvmTdpMmuWriteProtectGfn(kvm: Kvm, slot: KvmMemorySlot, gfn: nu
     // MODEL (I10): once write-protected for tracking, no leaf mapping gfn may be writable
     // or MMU-writable (the lockless fast path could make it writable again).
     const leaf = leafMapping(kvm, root, gfn, minLevel);
-    if (leaf !== null && (leaf & (PT_WRITABLE_MASK | kvm.masks.shadowMmuWritableMask)) !== 0n)
-      kvm.w.report("write-track", `gfn 0x${gfn.toString(16)} is still mapped by 0x${leaf.toString(16)} (writable or MMU-writable) after kvm_tdp_mmu_write_protect_gfn()`);
+    if (leaf !== null && (leaf.spte & (PT_WRITABLE_MASK | kvm.masks.shadowMmuWritableMask)) !== 0n)
+      kvm.w.report("write-track", `gfn 0x${gfn.toString(16)} is still mapped by 0x${leaf.spte.toString(16)} (writable or MMU-writable) after kvm_tdp_mmu_write_protect_gfn()`);
   }
   return spteSet;
 }

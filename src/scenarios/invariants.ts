@@ -2,7 +2,7 @@
 // Whole-state checks, read straight from memory without taking steps: they run between
 // operations, when nothing else is in flight.
 import { isLastSpte, isShadowPresentPte, spteToPfn } from "../spte/index.js";
-import { ROLE_INVALID, roleLevel, type Kvm, type KvmMmuPage } from "../mmu/index.js";
+import { ROLE_INVALID, leafMapping, roleLevel, type Kvm, type KvmMmuPage } from "../mmu/index.js";
 
 /** Present leaf SPTEs per level (index level - 1) over every listed root. */
 export function countPresentLeaves(kvm: Kvm): number[] {
@@ -57,21 +57,9 @@ export function checkTlbCoherence(kvm: Kvm): string | null {
     if (root === null || root.spt.freed || v.requests.size !== 0 || v.loadingRoot || (root.role & ROLE_INVALID) !== 0) continue;
     for (const [key, e] of v.tlb.leaves) {
       const gfn = Math.floor(key / 8) * 2 ** (9 * (e.level - 1));
-      let t = root.spt;
-      let level = roleLevel(root.role);
-      let found: bigint | null = null;
-      for (;;) {
-        const s = t.spt[Math.floor(gfn / 2 ** (9 * (level - 1))) % 512]!;
-        if (!isShadowPresentPte(s)) break;
-        if (isLastSpte(s, level)) {
-          found = s;
-          break;
-        }
-        const c = kvm.tableAt(spteToPfn(s));
-        if (c === undefined || c.freed) break;
-        t = c;
-        level--;
-      }
+      const leaf = leafMapping(kvm, root, gfn);
+      const found = leaf === null ? null : leaf.spte;
+      const level = leaf === null ? 1 : leaf.level;
       const what = `vCPU ${v.vcpuId} still caches gfn 0x${gfn.toString(16)} -> pfn 0x${e.pfn.toString(16)}${e.writable ? " (writable)" : ""}`;
       if (found === null) return `${what} but no SPTE maps it any more`;
       const base = spteToPfn(found) - (spteToPfn(found) % 2 ** (9 * (level - 1)));
