@@ -16,7 +16,10 @@ interface Pending {
 
 export class Rcu {
   readonly id: number;
-  private readonly depth = new Map<number, number>();
+  /** Read-side nesting per thread (thread ids are small integers). */
+  private readonly depth: number[] = [];
+  /** Threads with depth > 0, for call_rcu()'s snapshot. */
+  private readers = 0;
   private pending: Pending[] = [];
 
   constructor(private readonly w: World) {
@@ -24,30 +27,30 @@ export class Rcu {
   }
 
   inReadSide(thread = this.w.current): boolean {
-    return (this.depth.get(thread) ?? 0) > 0;
+    return (this.depth[thread] ?? 0) > 0;
   }
 
   /** rcu_read_lock() */
   *rcuReadLock(): Gen<void> {
     yield step("rcu", this.id, "r", "rcu_read_lock()");
     const t = this.w.current;
-    this.depth.set(t, (this.depth.get(t) ?? 0) + 1);
+    const d = this.depth[t] ?? 0;
+    if (d === 0) this.readers++;
+    this.depth[t] = d + 1;
   }
 
   /** rcu_read_unlock() */
   *rcuReadUnlock(): Gen<void> {
     yield step("rcu", this.id, "r", "rcu_read_unlock()");
     const t = this.w.current;
-    const d = this.depth.get(t) ?? 0;
+    const d = this.depth[t] ?? 0;
     if (d <= 0) {
       this.w.report("rcu", "rcu_read_unlock() without rcu_read_lock()");
       return;
     }
-    if (d > 1) {
-      this.depth.set(t, d - 1);
-      return;
-    }
-    this.depth.delete(t);
+    this.depth[t] = d - 1;
+    if (d > 1) return;
+    this.readers--;
     this.quiescent(t);
   }
 
@@ -55,7 +58,7 @@ export class Rcu {
   *callRcu(what: string, cb: () => void): Gen<void> {
     yield step("rcu", this.id, "w", `call_rcu(${what})`);
     const waitFor = new Set<number>();
-    for (const [t, d] of this.depth) if (d > 0) waitFor.add(t);
+    if (this.readers > 0) this.depth.forEach((d, t) => d > 0 && waitFor.add(t));
     if (waitFor.size === 0) cb();
     else this.pending.push({ waitFor, cb, what });
   }
