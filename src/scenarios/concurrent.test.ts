@@ -67,5 +67,9 @@ test("bad scenarios are rejected naming the JSON path", () => {
   assert.equal(jsonError(edit((j) => (j.threads[0]!.ops[0]!["colour"] = 1))), "s.json: $.threads[0].ops[0].colour: unknown field (allowed: op, vcpu, gpa, write, exec)");
   assert.equal(jsonError(edit((j) => delete j.threads[0]!.ops[0]!["gpa"])), "s.json: $.threads[0].ops[0].gpa: missing field");
   assert.equal(jsonError(edit((j) => (j.vm["levels"] = 3))), "s.json: $.vm.levels: expected 4 or 5");
+  assert.equal(
+    jsonError(edit((j) => ((j.vm["memslots"] as Record<string, unknown>[])[0]!["backing"] = "1g"))),
+    "s.json: $.vm.memslots[0].backing: 1g (hugetlbfs) backing is not modelled yet; use 4k or 2m",
+  );
   assert.equal(jsonError(edit((j) => (j.threads[0]!.ops[0]!["gpa"] = "zz"))), 's.json: $.threads[0].ops[0].gpa: expected a non-negative integer or a hex string, got "zz"');
 });
