@@ -93,6 +93,10 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     }
   }
   let prev = -1;
+  // For fair yields: the step index of each thread's last spin and last step.
+  const lastSpin: number[] = new Array<number>(n).fill(-1);
+  const lastStep: number[] = new Array<number>(n).fill(-1);
+  const othersSince = (t: number, k: number): boolean => lastStep.some((s, u) => u !== t && s > k);
   for (;;) {
     const enabled: number[] = [];
     let alive = 0;
@@ -102,10 +106,12 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       alive++;
       if (s.enabled === undefined || s.enabled()) enabled.push(t);
     }
-    // Fairness: a spinning thread runs only when nobody else can.
+    // Fairness (a fair yield): a thread that spun may spin again only after some other
+    // thread has taken a step, or when nobody else can run. So a spinner still races with
+    // the others, but can never starve the thread it waits for.
     if (enabled.length > 1) {
-      const busy = enabled.filter((t) => pending[t]!.spin !== true);
-      if (busy.length > 0 && busy.length < enabled.length) enabled.splice(0, enabled.length, ...busy);
+      const ok = enabled.filter((t) => pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!));
+      if (ok.length > 0 && ok.length < enabled.length) enabled.splice(0, enabled.length, ...ok);
     }
     if (alive === 0) {
       const v = ex.atEnd();
@@ -123,6 +129,8 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     if (prev >= 0 && t !== prev && enabled.includes(prev)) preemptions++;
     schedule.push(t);
     const s = pending[t]!;
+    lastStep[t] = schedule.length - 1;
+    if (s.spin === true) lastSpin[t] = schedule.length - 1;
     ex.setCurrent(t);
     let r: IteratorResult<Step, void>;
     try {
