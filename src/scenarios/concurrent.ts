@@ -432,7 +432,12 @@ export function makeProgram(sc: ConcurrentScenario): () => {
     const firstFinding = (): { check: string; message: string } | null => {
       while (seen < w.findings.length) {
         const f = w.findings[seen++]!;
-        if (enabledChecks.has(f.check)) return { check: f.check, message: f.message };
+        // Name the scenario's threads in the message ("thread 1" -> "thread host").
+        const message = f.message.replace(/thread (\d+)/g, (m, id: string) => {
+          const t = sc.threads[Number(id)];
+          return t === undefined ? m : `thread ${t.name}`;
+        });
+        if (enabledChecks.has(f.check)) return { check: f.check, message };
       }
       return null;
     };
