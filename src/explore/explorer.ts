@@ -152,6 +152,9 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
 
 export type Strategy = "dpor" | "random" | "pct";
 
+/** Schedules searched after the first violation for a shorter one at the same bound. */
+const SHRINK_SCHEDULES = 200;
+
 export interface ExploreOptions {
   readonly strategy: Strategy;
   readonly preemptions: number;
@@ -229,6 +232,16 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
   }
 
   // Depth-first search with a preemption bound, re-executing from the start each time.
+  let best: { r: RunResult; at: number } | null = null;
+  let shrinkTries = 0;
+  const found = (b: { r: RunResult; at: number }): ExploreResult =>
+    out(
+      b.r.violation,
+      b.r.schedule,
+      b.r.preemptions,
+      false,
+      `found with ${b.r.preemptions} preemption(s) after ${b.at} schedules, then shrunk to ${b.r.schedule.length} steps (${shrinkTries} more schedules at that bound)`,
+    );
   for (let bound = 0; bound <= o.preemptions; bound++) {
     const prefix: number[] = [];
     let exhausted = false;
@@ -248,7 +261,13 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       count++;
       steps += r.steps;
       if (schedules % 200 === 0) o.progress?.(schedules, bound);
-      if (r.violation !== null) return out(r.violation, r.schedule, r.preemptions, false, `found with ${r.preemptions} preemption(s) after ${schedules} schedules`);
+      if (r.violation !== null) {
+        // Shrink: the bound is already minimal; keep searching it a little for a shorter
+        // schedule that breaks the same check.
+        if (best === null || (r.violation.check === best.r.violation!.check && r.schedule.length < best.r.schedule.length))
+          best = { r, at: schedules };
+        if (++shrinkTries > SHRINK_SCHEDULES) return found(best);
+      } else if (best !== null && ++shrinkTries > SHRINK_SCHEDULES) return found(best);
       // Next schedule: the deepest choice point with an untried alternative within the bound.
       exhausted = true;
       // Preemptions before each depth, computed once.
@@ -280,6 +299,7 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
         }
       }
     }
+    if (best !== null) return found(best);
     if (bound === o.preemptions)
       return out(null, [], 0, true, `exhaustive: all ${count} interleavings up to ${bound} preemption(s) (${schedules} schedules run over all bounds)`);
   }
