@@ -171,7 +171,6 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
 // Bare: the same radix walk and SPTE updates, no locks, stats, RCU or trace
 
 const P = 1n;
-const W = 2n;
 const A = 0x20n;
 const D = 0x40n;
 const PFN = 0x000ffffffffff000n;
@@ -263,7 +262,6 @@ function runBare(op: BenchOp, gib: number): { ns: number; bytes: number } {
     t1 = performance.now();
   }
   const bytes = op === "zap" ? (515 * 4096 * gib) / pages : (r.tableCount() * 4096) / pages;
-  void W;
   return { ns: ((t1 - t0) * 1e6) / pages, bytes };
 }
 

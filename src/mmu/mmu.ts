@@ -5,7 +5,6 @@
 import { step, type Gen } from "../kernel/index.js";
 import {
   ACC_ALL,
-  ACC_WRITE_MASK,
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_2M,
   PG_LEVEL_4K,
@@ -136,9 +135,6 @@ export function makeSpteForVcpu(
 /** make_mmio_spte(): with the generation of the vCPU's address space. */
 export function makeMmioSpteForVcpu(kvm: Kvm, vcpu: KvmVcpu, gfn: number): bigint {
   const gen = kvm.memslots[vcpu.smm ? 1 : 0]!.generation;
-  return makMmio(kvm, gfn, gen);
-}
-function makMmio(kvm: Kvm, gfn: number, gen: bigint): bigint {
   return makeMmioSpte(kvm.masks, gfn, ACC_ALL, gen, (m: string) => kvm.w.report("warn", `make_mmio_spte: ${m}`));
 }
 
@@ -609,4 +605,3 @@ export function* kvmRecoverNxLpages(kvm: Kvm, ratio = 1): Gen<number> {
   return zapped;
 }
 
-export { ACC_WRITE_MASK };

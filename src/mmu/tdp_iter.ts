@@ -2,7 +2,7 @@
 // The pre-order TDP page-table iterator and the SPTE access primitives
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
-import { cmpxchg, readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
+import { readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
 import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn, kvmPagesPerHpage } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";

@@ -1208,4 +1208,3 @@ export function* kvmMmuUninitTdpMmu(kvm: Kvm): Gen<void> {
   yield* kvm.rcu.rcuBarrier();
 }
 
-export { PG_LEVEL_2M };
