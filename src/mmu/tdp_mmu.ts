@@ -722,6 +722,10 @@ function* tdpMmuLinkSp(kvm: Kvm, iter: TdpIter, sp: KvmMmuPage, accountNx: boole
     yield* tdpMmuSetSpte(kvm, iter, spte);
   }
   yield* kvm.tdpMmuPagesLock.lock();
+  // I13: a page table already queued for freeing must never be listed again (in 6.1.192 a
+  // reader can tear the table down between its publication and this point).
+  if (sp.freeQueued)
+    kvm.w.report("sp-lists", `SP 0x${sp.spt.pfn.toString(16)} (gfn 0x${sp.gfn.toString(16)}) is listed${accountNx ? " and put on the NX list" : ""} after it was queued for freeing`);
   kvm.arch.tdpMmuPages.add(sp);
   sp.linked = true;
   if (accountNx) accountHugeNxPage(kvm, sp);
