@@ -23,8 +23,11 @@ export class KernelBug extends Error {
 }
 
 export class World {
-  /** The thread whose step runs now; the scheduler sets it. */
+  /** The thread whose step runs now; the scheduler sets it with `runStep()`. */
   current = 0;
+  /** Steps taken so far, in all and per thread (for "did anybody else move?"). */
+  private stepsTotal = 0;
+  private readonly stepsBy: number[] = [];
   readonly phys = new PhysMem();
   readonly pages = new PageAllocator();
   readonly findings: Finding[] = [];
@@ -33,6 +36,18 @@ export class World {
   /** Called for every finding; the explorer stops an execution here. */
   onFinding: ((f: Finding) => void) | null = null;
   private nextObjId = 1 << 20;
+
+  /** The scheduler is about to run one step of `thread`. */
+  runStep(thread: number): void {
+    this.current = thread;
+    this.stepsTotal++;
+    this.stepsBy[thread] = (this.stepsBy[thread] ?? 0) + 1;
+  }
+
+  /** Steps taken by threads other than `thread` so far. */
+  stepsByOthers(thread: number): number {
+    return this.stepsTotal - (this.stepsBy[thread] ?? 0);
+  }
 
   /** A fresh identity for a lock or counter, for step footprints. */
   objId(): number {

@@ -48,7 +48,7 @@ function somethingInFlight(kvm: Kvm): boolean {
   return false;
 }
 
-/** Retries after which a guest access that keeps faulting is reported as no progress. */
+/** Retries, with no other thread moving, after which an access is reported as no progress. */
 export const MAX_FAULTS_PER_ACCESS = 64;
 
 /**
@@ -66,6 +66,7 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
   };
   vcpu.runningThread = kvm.w.current;
   try {
+    let othersSeen = kvm.w.stepsByOthers(kvm.w.current);
     for (let faults = 0; faults < MAX_FAULTS_PER_ACCESS; faults++) {
       yield* vcpuEnterGuest(kvm, vcpu);
       const root = vcpu.root!;
@@ -106,6 +107,11 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
         faults--;
       } else if (ret === RET_PF_RETRY) {
         yield spinStep(kvm.statIds.nx + 2, "RET_PF_RETRY: re-enter the guest");
+        // Only retries while nobody else moves count against progress: a fault that waits
+        // for another thread's frozen SPTE or update is not stuck.
+        const others = kvm.w.stepsByOthers(kvm.w.current);
+        if (others !== othersSeen) faults = 0;
+        othersSeen = others;
       }
     }
     kvm.w.report("progress", `vCPU ${vcpu.vcpuId} ${access} of gpa 0x${gpa.toString(16)} still faults after ${MAX_FAULTS_PER_ACCESS} attempts`);

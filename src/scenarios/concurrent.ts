@@ -457,9 +457,7 @@ export function makeProgram(sc: ConcurrentScenario): () => {
           for (const op of t.ops) yield* runOp(kvm, sc, op);
         },
       })),
-      setCurrent: (t: number) => {
-        w.current = t;
-      },
+      setCurrent: (t: number) => w.runStep(t),
       afterStep: () => firstFinding(),
       atEnd: () => {
         const f = firstFinding();
