@@ -18,9 +18,7 @@ export function* readOnce(w: World, t: Table, idx: number): Gen<bigint> {
 
 /** WRITE_ONCE(*sptep, v) */
 export function* writeOnce(w: World, t: Table, idx: number, v: bigint): Gen<void> {
-  yield step("write", t.sptep(idx), "w", "WRITE_ONCE(*sptep)");
-  checkLive(w, t, "WRITE_ONCE");
-  t.spt[idx] = v;
+  yield* writeOnceObserved(w, t, idx, v);
 }
 
 /**

@@ -167,7 +167,9 @@ export class Kvm {
     remoteTlbFlush: 0,
     remoteTlbFlushRequests: 0,
   };
+  /** Step footprints: the shared objects that are not SPTEs or locks. */
   readonly statIds: { pages: number[]; nx: number };
+  readonly objIds: { roots: number; invalidateSeq: number; kick: number; requests: number };
   readonly arch = {
     tdpMmuEnabled: true,
     /** Newest first, as list_add_rcu() at the head leaves them. */
@@ -204,6 +206,7 @@ export class Kvm {
     this.mm = new Mm(w);
     this.tracer.current = () => w.current;
     this.statIds = { pages: [w.objId(), w.objId(), w.objId()], nx: w.objId() };
+    this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId() };
   }
 
   variant(name: string): boolean {

@@ -52,11 +52,11 @@ export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages
  * a kick is pending no vCPU enters guest mode, so the wait always ends.
  */
 function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
-  yield step("write", kvm.statIds.nx + 3, "w", `${label}: kick vCPUs`);
+  yield step("write", kvm.objIds.kick, "w", `${label}: kick vCPUs`);
   kvm.kicksPending++;
   // The kicker is fixed now: the scheduler evaluates the wait while another thread is current.
   const me = kvm.w.current;
-  yield blockingStep("flush", kvm.statIds.nx + 3, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm, me));
+  yield blockingStep("flush", kvm.objIds.kick, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm, me));
   kvm.kicksPending--;
 }
 

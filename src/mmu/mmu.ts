@@ -344,7 +344,7 @@ function* directPageFault(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen<num
  * with get_user_pages() (which may fault the host page in, and so run MMU notifiers).
  */
 function* kvmFaultinPfn(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen<number> {
-  yield step("read", kvm.statIds.nx + 2, "r", "READ_ONCE(mmu_invalidate_seq)");
+  yield step("read", kvm.objIds.invalidateSeq, "r", "READ_ONCE(mmu_invalidate_seq)");
   fault.mmuSeq = kvm.variant("mmu-seq-truncation-hang") ? (kvm.mmuInvalidateSeq | 0) : kvm.mmuInvalidateSeq;
   const slot = fault.slot;
   if (slot !== null && (slot.flags & KVM_MEMSLOT_INVALID) !== 0 && !kvm.variant("invalid-memslot-as-mmio")) return RET_PF_RETRY;

@@ -154,7 +154,7 @@ export function* kvmTdpMmuPutRoot(kvm: Kvm, root: KvmMmuPage, shared: boolean): 
  */
 export function* tdpMmuNextRoot(kvm: Kvm, prev: KvmMmuPage | null, shared: boolean, onlyValid: boolean): Gen<KvmMmuPage | null> {
   yield* kvm.rcu.rcuReadLock();
-  yield step("read", kvm.statIds.nx + 1, "r", "list_next_or_null_rcu(tdp_mmu_roots)");
+  yield step("read", kvm.objIds.roots, "r", "list_next_or_null_rcu(tdp_mmu_roots)");
   const roots = kvm.arch.tdpMmuRoots;
   let i = prev === null ? 0 : roots.indexOf(prev) + 1;
   // A root removed from the list keeps its place for RCU readers; we hold a reference on
@@ -206,7 +206,7 @@ export function* forEachTdpMmuRootYieldSafe(
 /** for_each_tdp_mmu_root(): no references; the write lock must be held and the body must not yield. */
 function* forEachTdpMmuRoot(kvm: Kvm, asId: number): Gen<KvmMmuPage[]> {
   kvm.mmuLock.assertHeldWrite();
-  yield step("read", kvm.statIds.nx + 1, "r", "list_for_each_entry(tdp_mmu_roots)");
+  yield step("read", kvm.objIds.roots, "r", "list_for_each_entry(tdp_mmu_roots)");
   return kvm.arch.tdpMmuRoots.filter((r) => kvmMmuPageAsId(r) === asId);
 }
 
@@ -677,7 +677,7 @@ export function* kvmTdpMmuZapInvalidatedRoots(kvm: Kvm): Gen<void> {
  */
 export function* kvmTdpMmuInvalidateAllRoots(kvm: Kvm, destroying = false): Gen<void> {
   if (!destroying) kvm.mmuLock.assertHeldWrite();
-  yield step("read", kvm.statIds.nx + 1, "r", "list_for_each_entry(tdp_mmu_roots)");
+  yield step("read", kvm.objIds.roots, "r", "list_for_each_entry(tdp_mmu_roots)");
   for (const root of kvm.arch.tdpMmuRoots) {
     if (roleInvalid(root.role)) continue;
     root.tdpMmuScheduledRootToZap = true;

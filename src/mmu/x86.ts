@@ -28,7 +28,7 @@ export function kvmVmIoctlCreateVcpu(kvm: Kvm): KvmVcpu {
 /** The part of vcpu_enter_guest() that the MMU cares about: requests, then the root. */
 export function* vcpuEnterGuest(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
   if (vcpu.requests.size !== 0) {
-    yield step("read", kvm.statIds.nx + 4, "r", "kvm_check_request()");
+    yield step("read", kvm.objIds.requests, "r", "kvm_check_request()");
     if (vcpu.requests.delete(KVM_REQ_MMU_FREE_OBSOLETE_ROOTS)) yield* kvmMmuFreeObsoleteRoots(kvm, vcpu);
     if (vcpu.requests.delete(KVM_REQ_TLB_FLUSH)) vcpu.tlb.flushAll();
   }
@@ -71,7 +71,7 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       yield* vcpuEnterGuest(kvm, vcpu);
       const root = vcpu.root!;
       // A pending kick keeps the vCPU out of guest mode until the kicker is done.
-      if (kvm.kicksPending > 0) yield blockingStep("sched", kvm.statIds.nx + 3, "r", "vcpu_enter_guest: wait for a pending kick", () => kvm.kicksPending === 0);
+      if (kvm.kicksPending > 0) yield blockingStep("sched", kvm.objIds.kick, "r", "vcpu_enter_guest: wait for a pending kick", () => kvm.kicksPending === 0);
       if (vcpu.requests.size !== 0) continue;
       vcpu.inGuestMode = true;
       let r: WalkResult;
@@ -103,10 +103,10 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
         // MODEL: a vCPU that retries while an invalidation or a memslot update is in flight
         // spins until it is over; the spin is one blocking step, so no schedule can starve
         // the updater and no retry spent waiting counts against progress.
-        yield blockingStep("sched", kvm.statIds.nx + 2, "r", "retry: wait for the invalidation or memslot update", () => !somethingInFlight(kvm));
+        yield blockingStep("sched", kvm.objIds.invalidateSeq, "r", "retry: wait for the invalidation or memslot update", () => !somethingInFlight(kvm));
         faults--;
       } else if (ret === RET_PF_RETRY) {
-        yield spinStep(kvm.statIds.nx + 2, "RET_PF_RETRY: re-enter the guest");
+        yield spinStep(kvm.objIds.invalidateSeq, "RET_PF_RETRY: re-enter the guest");
         // Only retries while nobody else moves count against progress: a fault that waits
         // for another thread's frozen SPTE or update is not stuck.
         const others = kvm.w.stepsByOthers(kvm.w.current);
