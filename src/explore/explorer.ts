@@ -6,7 +6,8 @@
 // set of threads (generators of steps) plus a check run after every step. The same
 // factory, seed and schedule always give the same run.
 import { fnv1a, Prng } from "../base/index.js";
-import type { Gen, Step } from "../rt/index.js";
+import { touched, type Gen, type Step } from "../rt/index.js";
+import { dpor } from "./dpor.js";
 
 export interface Violation {
   readonly check: string;
@@ -30,6 +31,11 @@ export interface Execution {
   classify(e: unknown): Violation | null;
   /** Before each step: every thread's next step (null when done), e.g. to see lock waiters. */
   observePending?(pending: readonly (Step | null)[]): void;
+  /**
+   * The shared state as "path=value" lines, for checking that steps the explorer treats as
+   * commuting really do (see `auditCommutation`).
+   */
+  stateLines?(): string[];
 }
 
 export type Program = () => Execution;
@@ -49,6 +55,8 @@ export interface RunResult {
   readonly preemptions: number;
   /** At each step: the enabled threads (for the DFS), and who ran last. */
   readonly choices: { enabled: number[]; prev: number }[];
+  /** The chooser stopped the run early (partial-order reduction: nothing new below). */
+  readonly cut?: boolean;
 }
 
 /** Our own machinery broke: not a finding about the kernel. */
@@ -63,9 +71,19 @@ export class StaleToken extends Error {
 
 export interface RunOptions {
   readonly maxSteps: number;
-  /** Pick a thread among `enabled`; `prev` ran the last step (-1 at the start). */
+  /**
+   * Pick a thread among `enabled`; `prev` ran the last step (-1 at the start). -1 stops the
+   * run here (it is reported with `cut`).
+   */
   readonly choose: (enabled: readonly number[], prev: number, depth: number) => number;
   readonly observe?: (r: StepRecord) => void;
+  /**
+   * After each step, with what it touched beyond its announced object (pairs of object and
+   * mode 0 r, 1 w, 2 a; `all` when it commutes with nothing) and the thread's next step.
+   */
+  readonly footprint?: (thread: number, step: Step, objs: readonly number[], all: boolean, next: Step | null) => void;
+  /** Called with the execution when the chooser stops the run. */
+  readonly atCut?: (ex: Execution) => void;
 }
 
 /** Run one execution to the end, a violation, or the step bound. */
@@ -124,6 +142,10 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     if (schedule.length >= opts.maxSteps) return fail({ check: "progress", message: `still running after ${opts.maxSteps} steps` });
     ex.observePending?.(pending);
     const t = opts.choose(enabled, prev, schedule.length);
+    if (t === -1) {
+      opts.atCut?.(ex);
+      return { schedule, steps: schedule.length, violation: null, preemptions, choices, cut: true };
+    }
     if (!enabled.includes(t)) throw new StaleToken(`thread ${t} cannot run at step ${schedule.length}`);
     choices.push({ enabled, prev });
     if (prev >= 0 && t !== prev && enabled.includes(prev)) preemptions++;
@@ -133,16 +155,24 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     if (s.spin === true) lastSpin[t] = schedule.length - 1;
     ex.setCurrent(t);
     let r: IteratorResult<Step, void>;
+    if (opts.footprint !== undefined) {
+      touched.on = true;
+      touched.objs.length = 0;
+      touched.all = false;
+    }
     try {
       r = gens[t]!.next();
     } catch (e) {
+      touched.on = false;
       const v = ex.classify(e);
       if (v === null) throw e;
       opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
       return fail(v);
     }
+    touched.on = false;
     pending[t] = r.done ? null : r.value;
     if (r.done) gens[t] = null;
+    opts.footprint?.(t, s, touched.objs, touched.all, pending[t] ?? null);
     opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
     const v = ex.afterStep(t, s);
     if (v !== null) return fail(v);
@@ -189,6 +219,7 @@ export interface ExploreResult {
  */
 export function explore(program: Program, o: ExploreOptions): ExploreResult {
   const t0 = o.now();
+  let dporSchedules = 0;
   let schedules = 0;
   let steps = 0;
   const out = (violation: Violation | null, schedule: number[], pre: number, complete: boolean, summary: string): ExploreResult => ({
@@ -231,6 +262,14 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
     return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
   }
 
+  if (!Number.isFinite(o.preemptions)) {
+    const d = dpor(program, { maxSteps: o.maxSteps, overBudget: () => o.now() - t0 > o.budgetMs || schedules + dporSchedules >= o.maxSchedules, progress: (n) => { dporSchedules = n; if (n % 200 === 0) o.progress?.(n, -1); } });
+    schedules += d.schedules;
+    steps += d.steps;
+    if (d.failing !== null) return out(d.failing.violation, d.failing.schedule, d.failing.preemptions, false, `found after ${d.schedules} schedules`);
+    if (!d.complete) return out(null, [], 0, false, `incomplete: budget ran out after ${d.schedules} schedules (${d.traces} traces, no preemption bound)`);
+    return out(null, [], 0, true, `exhaustive: all ${d.traces} traces, no preemption bound (${d.schedules} schedules, ${d.cut} cut by sleep sets)`);
+  }
   // Depth-first search with a preemption bound, re-executing from the start each time.
   let best: { r: RunResult; at: number } | null = null;
   let shrinkTries = 0;

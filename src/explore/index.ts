@@ -1,2 +1,4 @@
 // SPDX-License-Identifier: GPL-2.0-only
 export * from "./explorer.js";
+export * from "./dpor.js";
+export * from "./audit.js";

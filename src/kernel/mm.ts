@@ -6,7 +6,8 @@
 // MODEL: only what decides the frames and mapping sizes KVM observes. No swap, no KSM, no
 // page cache, no khugepaged. A THP that is split by a partial unmap keeps all its frames
 // until its last mapping is gone (the deferred split queue is not modelled).
-import type { Gen } from "../rt/index.js";
+import { touch, type Gen } from "../rt/index.js";
+import { objOf } from "./footprint.js";
 import { HUGE_ZERO_PFN, ZERO_PFN, type Page } from "./page_alloc.js";
 import type { World } from "./world.js";
 
@@ -61,6 +62,7 @@ export class Mm {
   }
 
   pte(hva: number): HostPte | undefined {
+    touch(objOf.hostPte(hva), "r");
     return this.ptes.get(Math.floor(hva / PAGE_SIZE));
   }
 
@@ -92,6 +94,7 @@ export class Mm {
   *userWrite(hva: number): Gen<boolean> {
     const p = yield* this.gup(hva, true);
     if (p === null) return false;
+    touch(objOf.hostPte(hva), "w");
     p.young = true;
     this.w.pages.putPage(p.page);
     return true;
@@ -157,6 +160,7 @@ export class Mm {
       if (zero) {
         this.setPte(a, { page: this.w.pages.zeroPage, pfn: ZERO_PFN, writable: false, pmd: false, young: p.young });
       } else {
+        touch(objOf.hostPte(a), "w");
         p.pmd = false;
         // Each PTE now holds its own reference on the compound page.
         if (i > 0) this.w.pages.getPage(p.page);
@@ -178,7 +182,7 @@ export class Mm {
         const haddr = a - (a % HPAGE_PMD_SIZE);
         if (haddr >= start && haddr + HPAGE_PMD_SIZE <= end) {
           // The whole PMD goes at once.
-          for (let i = 0; i < HPAGE_PMD_NR; i++) this.ptes.delete(Math.floor((haddr + i * PAGE_SIZE) / PAGE_SIZE));
+          for (let i = 0; i < HPAGE_PMD_NR; i++) this.dropPte(haddr + i * PAGE_SIZE);
           toFree.push(p.page);
           a = haddr + HPAGE_PMD_SIZE - PAGE_SIZE;
           continue;
@@ -187,7 +191,7 @@ export class Mm {
       }
       const q = this.pte(a);
       if (q === undefined) continue;
-      this.ptes.delete(Math.floor(a / PAGE_SIZE));
+      this.dropPte(a);
       toFree.push(q.page);
     }
     for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);
@@ -200,7 +204,13 @@ export class Mm {
     return true;
   }
 
+  private dropPte(hva: number): void {
+    touch(objOf.hostPte(hva), "w");
+    this.ptes.delete(Math.floor(hva / PAGE_SIZE));
+  }
+
   private setPte(hva: number, pte: HostPte): void {
+    touch(objOf.hostPte(hva), "w");
     this.ptes.set(Math.floor(hva / PAGE_SIZE), pte);
   }
 }

@@ -7,7 +7,17 @@
 // out). Freed page-table frames are never seen again: the host kernel's own unmovable
 // allocations take them first, so a new table always gets a fresh frame. Page tables
 // (unmovable) and anonymous memory (movable) never share frames, as on the per-CPU lists
-// of the real allocator, and huge pages are never assembled from freed 4K frames.
+// of the real allocator, and huge pages are never assembled from freed 4K frames. Each
+// thread takes fresh page-table frames from a range of its own (as from a per-CPU list), so
+// allocations by different threads commute.
+import { touch } from "../rt/index.js";
+import { objOf } from "./footprint.js";
+
+const poolObj = objOf.pool;
+const pageObj = objOf.page;
+/** Fresh page-table frames per thread. */
+const UNMOVABLE_STRIDE = 0x4000;
+const UNMOVABLE_THREADS = 32;
 
 export type MigrateType = "unmovable" | "movable";
 
@@ -40,7 +50,9 @@ export class PageAllocator {
   private readonly pages = new Map<number, Page>();
   private readonly freeLists: Record<MigrateType, number[]> = { unmovable: [], movable: [] };
   private readonly freeHuge: number[][] = [[], [], []];
-  private nextFresh: Record<MigrateType, number> = { unmovable: UNMOVABLE_BASE, movable: MOVABLE_BASE };
+  private nextMovable = MOVABLE_BASE;
+  /** Per thread: the next fresh page-table frame. */
+  private readonly nextUnmovable: number[] = [];
   private nextHuge = [0, HUGE_2M_BASE, HUGE_1G_BASE];
   /** Frames currently allocated (4K frames, huge pages counted in frames). */
   allocated = 0;
@@ -48,7 +60,7 @@ export class PageAllocator {
   readonly zeroPage: Page;
   readonly hugeZeroPage: Page;
 
-  constructor() {
+  constructor(private readonly thread: () => number = () => 0) {
     this.zeroPage = this.reserve(ZERO_PFN, 0);
     this.hugeZeroPage = this.reserve(HUGE_ZERO_PFN, 9);
   }
@@ -63,14 +75,22 @@ export class PageAllocator {
 
   /** alloc_page(): one 4K frame with refcount 1. */
   allocPage(mt: MigrateType): Page {
-    let pfn = mt === "movable" ? this.freeLists[mt].shift() : undefined;
-    if (pfn === undefined) pfn = this.nextFresh[mt]++;
+    if (mt === "unmovable") {
+      const t = this.thread() % UNMOVABLE_THREADS;
+      const pfn = this.nextUnmovable[t] ?? UNMOVABLE_BASE + t * UNMOVABLE_STRIDE;
+      this.nextUnmovable[t] = pfn + 1;
+      return this.hand(pfn, 0);
+    }
+    touch(poolObj(0), "w");
+    let pfn = this.freeLists[mt].shift();
+    if (pfn === undefined) pfn = this.nextMovable++;
     return this.hand(pfn, 0);
   }
 
   /** A compound page of 2^order frames (order 9 = 2M, 18 = 1G), naturally aligned. */
   allocHuge(order: 9 | 18): Page {
     const idx = order === 9 ? 1 : 2;
+    touch(poolObj(idx), "w");
     let pfn = this.freeHuge[idx]!.pop();
     if (pfn === undefined) {
       pfn = this.nextHuge[idx]!;
@@ -85,6 +105,7 @@ export class PageAllocator {
       p = new Page(pfn, order);
       this.pages.set(pfn, p);
     }
+    touch(pageObj(pfn), "w");
     p.free = false;
     p.refcount = 1;
     p.dirty = false;
@@ -107,6 +128,7 @@ export class PageAllocator {
 
   getPage(p: Page): void {
     if (p.free) throw new Error(`get_page on free frame 0x${p.pfn.toString(16)}`);
+    touch(pageObj(p.pfn), "a");
     p.refcount++;
   }
 
@@ -114,7 +136,12 @@ export class PageAllocator {
   putPage(p: Page, mt: MigrateType = "movable"): boolean {
     if (p === this.zeroPage || p === this.hugeZeroPage) return false;
     if (p.free || p.refcount <= 0) throw new Error(`put_page on free frame 0x${p.pfn.toString(16)}`);
-    if (--p.refcount > 0) return false;
+    if (--p.refcount > 0) {
+      touch(pageObj(p.pfn), "a");
+      return false;
+    }
+    touch(pageObj(p.pfn), "w");
+    touch(poolObj(p.order === 0 ? 0 : p.order === 9 ? 1 : 2), "w");
     p.free = true;
     this.allocated -= p.nrPages;
     if (p.order === 0) {

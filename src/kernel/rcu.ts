@@ -5,7 +5,7 @@
 // MODEL: a grace period ends at the rcu_read_unlock() of the last such reader (or at once
 // if there was none), and the callbacks run right there. The real kernel runs them later
 // from softirq; running them as early as is legal is the hardest case for the walkers.
-import { step, type Gen } from "../rt/index.js";
+import { step, touchAll, type Gen } from "../rt/index.js";
 import type { World } from "./world.js";
 
 interface Pending {
@@ -32,7 +32,7 @@ export class Rcu {
 
   /** rcu_read_lock() */
   *rcuReadLock(): Gen<void> {
-    yield step("rcu", this.id, "r", "rcu_read_lock()");
+    yield step("rcu", this.id, "a", "rcu_read_lock()");
     const t = this.w.current;
     const d = this.depth[t] ?? 0;
     if (d === 0) this.readers++;
@@ -41,7 +41,7 @@ export class Rcu {
 
   /** rcu_read_unlock() */
   *rcuReadUnlock(): Gen<void> {
-    yield step("rcu", this.id, "r", "rcu_read_unlock()");
+    yield step("rcu", this.id, "a", "rcu_read_unlock()");
     const t = this.w.current;
     const d = this.depth[t] ?? 0;
     if (d <= 0) {
@@ -81,6 +81,8 @@ export class Rcu {
       (p.waitFor.size === 0 ? ready : still).push(p);
     }
     this.pending = still;
+    // The callbacks free page tables: this step now commutes with nothing.
+    if (ready.length > 0) touchAll();
     for (const p of ready) p.cb();
   }
 

@@ -29,7 +29,7 @@ export class World {
   private stepsTotal = 0;
   private readonly stepsBy: number[] = [];
   readonly phys = new PhysMem();
-  readonly pages = new PageAllocator();
+  readonly pages = new PageAllocator(() => this.current);
   readonly findings: Finding[] = [];
   /** Asked at every voluntary scheduling point: does anybody want this CPU or lock? */
   needResched: (thread: number, what: string) => boolean = () => false;

@@ -2,7 +2,7 @@
 // The generic KVM core around the TDP MMU (virt/kvm/kvm_main.c): remote TLB flushes,
 // dirty tracking, memslot updates, the MMU-notifier protocol and the dirty-log ioctls.
 import { EEXIST, EINVAL } from "../base/index.js";
-import { blockingStep, isZeroPfn, step, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
+import { blockingStep, isZeroPfn, objOf, step, touch, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
 import { PG_LEVEL_4K, isLastSpte, isShadowPresentPte, kvmPagesPerHpage, spteToPfn } from "../spte/index.js";
 import {
   KVM_ADDRESS_SPACE_NUM,
@@ -73,6 +73,7 @@ export function kvmArchFlushRemoteTlbsMemslot(kvm: Kvm, slot: KvmMemorySlot): Ge
 
 /** kvm_make_all_cpus_request(): set the request on every vCPU and kick it. */
 export function* kvmMakeAllCpusRequest(kvm: Kvm, req: string): Gen<void> {
+  touch(kvm.objIds.requests, "w");
   for (const v of kvm.vcpus) v.requests.add(req);
   yield* kickAndWait(kvm, `kvm_make_all_cpus_request(${req})`);
 }
@@ -97,6 +98,7 @@ export function markPageDirtyInSlot(kvm: Kvm, slot: KvmMemorySlot | null, gfn: n
   if (slot === null || (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) === 0) return;
   const rel = gfn - slot.baseGfn;
   if (rel < 0 || rel >= slot.npages) return;
+  touch(objOf.dirtyBitmap(slot.asId, slot.id), "a");
   slot.dirtyBitmap[Math.floor(rel / 64)]! |= 1n << BigInt(rel % 64);
 }
 
@@ -104,6 +106,7 @@ export function markPageDirtyInSlot(kvm: Kvm, slot: KvmMemorySlot | null, gfn: n
 export function kvmSetPfnDirty(kvm: Kvm, pfn: number): void {
   if (isZeroPfn(pfn)) return;
   const p = kvm.w.pages.pfnToPage(pfn);
+  if (p !== undefined) touch(objOf.page(p.pfn), "a");
   if (p !== undefined && !p.free) p.dirty = true;
 }
 
@@ -111,6 +114,7 @@ export function kvmSetPfnDirty(kvm: Kvm, pfn: number): void {
 export function kvmSetPfnAccessed(kvm: Kvm, pfn: number): void {
   if (isZeroPfn(pfn)) return;
   const p = kvm.w.pages.pfnToPage(pfn);
+  if (p !== undefined) touch(objOf.page(p.pfn), "a");
   if (p !== undefined && !p.free) p.accessed = true;
 }
 
@@ -124,6 +128,7 @@ export function kvmReleasePfnClean(kvm: Kvm, page: Page): void {
 
 /** __gfn_to_memslot() in one address space. */
 export function gfnToMemslot(kvm: Kvm, asId: number, gfn: number): KvmMemorySlot | null {
+  touch(objOf.memslots(asId), "r");
   for (const s of kvm.memslots[asId]!.slots.values()) if (s.baseGfn <= gfn && gfn < s.endGfn) return s;
   return null;
 }
@@ -138,6 +143,7 @@ export function kvmVcpuGfnToMemslot(kvm: Kvm, vcpu: KvmVcpu, gfn: number): KvmMe
 
 /** kvm_mmu_invalidate_begin() */
 export function kvmMmuInvalidateBegin(kvm: Kvm, start: number, end: number): void {
+  touch(kvm.objIds.invalidateSeq, "w");
   kvm.mmuInvalidateInProgress++;
   if (kvm.mmuInvalidateInProgress === 1) {
     kvm.mmuInvalidateRangeStart = start;
@@ -150,6 +156,7 @@ export function kvmMmuInvalidateBegin(kvm: Kvm, start: number, end: number): voi
 
 /** kvm_mmu_invalidate_end(): bump the sequence before dropping the in-progress count. */
 export function kvmMmuInvalidateEnd(kvm: Kvm): void {
+  touch(kvm.objIds.invalidateSeq, "w");
   if (kvm.zapObligations.length !== 0 && kvm.mmuInvalidateInProgress === 1) kvm.zapObligations.length = 0;
   kvm.mmuInvalidateSeq++;
   kvm.mmuInvalidateInProgress--;
@@ -360,9 +367,11 @@ export class IoctlError extends Error {
  */
 function* kvmSwapActiveMemslots(kvm: Kvm, asId: number, apply: () => void): Gen<void> {
   const set = kvm.memslots[asId]!;
+  touch(objOf.memslots(asId), "w");
   const gen = set.generation;
   set.generation = gen | KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS;
   yield blockingStep("lock", kvm.mnInvalidateLock.id, "w", "wait for mn_active_invalidate_count == 0", () => kvm.mnActiveInvalidateCount === 0);
+  touch(objOf.memslots(asId), "w");
   apply();
   yield step("rcu", kvm.rcu.id, "w", "synchronize_srcu_expedited(&kvm->srcu)");
   set.generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + BigInt(KVM_ADDRESS_SPACE_NUM);
@@ -494,10 +503,12 @@ export function* kvmGetDirtyLog(kvm: Kvm, asId: number, slotId: number): Gen<num
     collect(slot, dirty);
   } else {
     yield* kvm.mmuLock.writeLock();
+    touch(objOf.dirtyBitmap(slot.asId, slot.id), "r");
     for (let i = 0; i < slot.dirtyBitmap.length; i++) {
       const mask = slot.dirtyBitmap[i]!;
       if (mask === 0n) continue;
       flush = true;
+      touch(objOf.dirtyBitmap(slot.asId, slot.id), "w");
       slot.dirtyBitmap[i] = 0n;
       for (let b = 0; b < 64; b++) if ((mask >> BigInt(b)) & 1n) dirty.push(slot.baseGfn + i * 64 + b);
       yield* kvmArchMmuEnableLogDirtyPtMasked(kvm, slot, i * 64, mask);
@@ -510,6 +521,7 @@ export function* kvmGetDirtyLog(kvm: Kvm, asId: number, slotId: number): Gen<num
 }
 
 function collect(slot: KvmMemorySlot, out: number[]): void {
+  touch(objOf.dirtyBitmap(slot.asId, slot.id), "r");
   for (let i = 0; i < slot.dirtyBitmap.length; i++) {
     const mask = slot.dirtyBitmap[i]!;
     for (let b = 0; b < 64; b++) if ((mask >> BigInt(b)) & 1n) out.push(slot.baseGfn + i * 64 + b);
@@ -537,7 +549,9 @@ export function* kvmClearDirtyLog(kvm: Kvm, asId: number, slotId: number, first:
       const n = Math.min(64, first + count - off);
       const want = n === 64 ? ~0n & 0xffffffffffffffffn : (1n << BigInt(n)) - 1n;
       const mask = slot.dirtyBitmap[i]! & want;
+      touch(objOf.dirtyBitmap(slot.asId, slot.id), "r");
       if (mask === 0n) continue;
+      touch(objOf.dirtyBitmap(slot.asId, slot.id), "w");
       slot.dirtyBitmap[i]! &= ~mask;
       flush = true;
       for (let b = 0; b < 64; b++) if ((mask >> BigInt(b)) & 1n) cleared.push(slot.baseGfn + off + b);

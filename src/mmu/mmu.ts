@@ -2,7 +2,7 @@
 // The parts of arch/x86/kvm/mmu/mmu.c (and spte.c's vCPU-context wrappers) that drive the
 // TDP MMU: the page-fault path, huge-page level choice, root load/free, and the callers
 // of the zap, dirty-logging and splitting primitives.
-import { step, type Gen } from "../kernel/index.js";
+import { step, touch, type Gen } from "../kernel/index.js";
 import {
   ACC_ALL,
   KVM_MAX_HUGEPAGE_LEVEL,
@@ -404,6 +404,7 @@ function isPageFaultStale(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): boolean
   const root = vcpu.root;
   if (root !== null && roleInvalid(root.role) && !kvm.variant("fault-into-invalid-root")) return true;
   if (fault.slot === null) return false;
+  touch(kvm.objIds.invalidateSeq, "r");
   // mmu_invalidate_retry_hva()
   if (kvm.mmuInvalidateInProgress !== 0 && kvm.mmuInvalidateRangeStart <= fault.hva && fault.hva < kvm.mmuInvalidateRangeEnd)
     return true;

@@ -3,7 +3,7 @@
 // virt/kvm/kvm_main.c): requests are processed before entry, the root is (re)loaded, the
 // CPU translates through its TLB and the TDP tables, and a nested page fault goes to
 // kvm_mmu_page_fault().
-import { blockingStep, spinStep, hwTranslate, isZeroPfn, step, type Access, type Gen, type WalkResult, type World } from "../kernel/index.js";
+import { blockingStep, spinStep, hwTranslate, isZeroPfn, objOf, step, touch, type Access, type Gen, type WalkResult, type World } from "../kernel/index.js";
 import { SPTE_BASE_ADDR_MASK, isShadowPresentPte, rsvdBits } from "../spte/index.js";
 import { Kvm, KvmVcpu, KVM_MEMSLOT_INVALID, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_TLB_FLUSH, defaultParams, type KvmParams, type Variants } from "./kvm_host.js";
 import { KvmMmuNotifier } from "./kvm_main.js";
@@ -27,8 +27,9 @@ export function kvmVmIoctlCreateVcpu(kvm: Kvm): KvmVcpu {
 
 /** The part of vcpu_enter_guest() that the MMU cares about: requests, then the root. */
 export function* vcpuEnterGuest(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
+  touch(kvm.objIds.requests, "r");
   if (vcpu.requests.size !== 0) {
-    yield step("read", kvm.objIds.requests, "r", "kvm_check_request()");
+    yield step("rmw", kvm.objIds.requests, "w", "kvm_check_request()");
     if (vcpu.requests.delete(KVM_REQ_MMU_FREE_OBSOLETE_ROOTS)) yield* kvmMmuFreeObsoleteRoots(kvm, vcpu);
     if (vcpu.requests.delete(KVM_REQ_TLB_FLUSH)) vcpu.tlb.flushAll();
   }
@@ -43,6 +44,8 @@ export type GuestAccessResult =
 
 /** An MMU-notifier invalidation is running, or a memslot is marked KVM_MEMSLOT_INVALID. */
 function somethingInFlight(kvm: Kvm): boolean {
+  touch(kvm.objIds.invalidateSeq, "r");
+  for (let as = 0; as < kvm.memslots.length; as++) touch(objOf.memslots(as), "r");
   if (kvm.mmuInvalidateInProgress > 0) return true;
   for (const set of kvm.memslots) for (const s of set.slots.values()) if (s.flags & KVM_MEMSLOT_INVALID) return true;
   return false;
@@ -71,6 +74,8 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       yield* vcpuEnterGuest(kvm, vcpu);
       const root = vcpu.root!;
       // A pending kick keeps the vCPU out of guest mode until the kicker is done.
+      touch(kvm.objIds.kick, "r");
+      touch(kvm.objIds.requests, "r");
       if (kvm.kicksPending > 0) yield blockingStep("sched", kvm.objIds.kick, "r", "vcpu_enter_guest: wait for a pending kick", () => kvm.kicksPending === 0);
       if (vcpu.requests.size !== 0) continue;
       vcpu.inGuestMode = true;

@@ -15,7 +15,8 @@ export type StepKind =
   | "flush" //       TLB flush
   | "sched"; //      a voluntary scheduling point (cond_resched, spin on a frozen SPTE)
 
-export type AccessMode = "r" | "w";
+/** "a": a commuting update (a counter add, a read-side nesting count): commutes with other "a"s. */
+export type AccessMode = "r" | "w" | "a";
 
 export interface Step {
   readonly kind: StepKind;
@@ -62,4 +63,27 @@ export function blockingStep(
 export function spinStep(obj: number, label: string): Step {
   if (stepDebug.capture) return { kind: "sched", obj, mode: "r", label, spin: true, stack: new Error().stack ?? "" };
   return { kind: "sched", obj, mode: "r", label, spin: true };
+}
+
+/**
+ * Footprint beyond the announced object: shared state a step's code also reads or writes
+ * before the thread's next announcement (a host page's flags, the dirty bitmap, the list of
+ * roots). Partial-order reduction treats two steps as commuting only if their footprints do,
+ * so every such access must be touched. Recording is on only while an explorer asks.
+ */
+export const touched = { on: false, objs: [] as number[], all: false };
+
+/** Record that the running step also accesses `obj` in `mode`. */
+export function touch(obj: number, mode: AccessMode): void {
+  if (touched.on) touched.objs.push(obj, mode === "r" ? 0 : mode === "w" ? 1 : 2);
+}
+
+/** Record that the running step touches state too broad to name: it commutes with nothing. */
+export function touchAll(): void {
+  if (touched.on) touched.all = true;
+}
+
+/** The footprint object standing for "threads waiting to take lock `lock`" (rwlock_needbreak). */
+export function waitersOf(lock: number): number {
+  return -lock - 1;
 }

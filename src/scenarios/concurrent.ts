@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // Concurrent scenarios (JSON, docs/scenarios.md): a VM, a sequential setup, and threads
 // whose operations the explorer interleaves step by step, with the invariants to check.
-import { KernelBug, World, drive, type Gen, type Step } from "../kernel/index.js";
+import { KernelBug, World, drive, touch, waitersOf, type Gen, type Step } from "../kernel/index.js";
 import { EINVAL } from "../base/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -24,6 +24,7 @@ import {
   type Kvm,
   type KvmParams,
 } from "../mmu/index.js";
+import { stateLines } from "./state-lines.js";
 import { checkNoLeaks, checkPageStats, checkTlbCoherence } from "./invariants.js";
 
 export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "dirty", "write-track", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
@@ -422,6 +423,7 @@ export function makeProgram(sc: ConcurrentScenario): () => {
   afterStep(t: number, s: Step): { check: string; message: string } | null;
   atEnd(): { check: string; message: string } | null;
   classify(e: unknown): { check: string; message: string } | null;
+  stateLines(): string[];
   instance: Instance;
 } {
   return () => {
@@ -444,8 +446,10 @@ export function makeProgram(sc: ConcurrentScenario): () => {
     // rwlock_needbreak(): somebody is spinning for mmu_lock. MODEL: need_resched() from
     // the timer is never set; yields happen exactly when another thread waits for the lock.
     let pending: readonly ({ kind: string; obj: number; enabled?: () => boolean } | null)[] = [];
-    w.needResched = (thread: number) =>
-      pending.some((s, t) => t !== thread && s !== null && s.kind === "lock" && s.obj === kvm.mmuLock.id && s.enabled !== undefined && !s.enabled());
+    w.needResched = (thread: number) => {
+      touch(waitersOf(kvm.mmuLock.id), "r");
+      return pending.some((s, t) => t !== thread && s !== null && s.kind === "lock" && s.obj === kvm.mmuLock.id && s.enabled !== undefined && !s.enabled());
+    };
     return {
       instance: inst,
       observePending: (p: readonly ({ kind: string; obj: number; enabled?: () => boolean } | null)[]) => {
@@ -478,6 +482,7 @@ export function makeProgram(sc: ConcurrentScenario): () => {
         }
         return null;
       },
+      stateLines: () => stateLines(inst),
       classify: (e: unknown) => (e instanceof KernelBug ? { check: "bug", message: e.message } : null),
     };
   };

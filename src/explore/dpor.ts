@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Exhaustive search with dynamic partial-order reduction: of all schedules that only differ
+// in the order of commuting steps (one Mazurkiewicz trace), run one.
+//
+// The algorithm is Flanagan and Godefroid's DPOR (POPL 2005) with sleep sets, stateless:
+// every schedule is re-executed from the start. Races are found with vector clocks among
+// the steps of each run; a race between step i of thread q and a later step of thread p
+// that does not already depend on i adds p (or, if p could not run there, every thread
+// that could) to the choices still to try just before i.
+//
+// A transition is one announced step plus everything the thread does until its next
+// announcement. Its footprint is the announced object plus what the code touched (see
+// `touch` in rt). Two footprints conflict on a common object unless both only read it or
+// both only made commuting updates ("a"). Lock acquisitions race with each other (read
+// acquisitions do not race among themselves); releases only order what follows.
+import { waitersOf, type Step } from "../rt/index.js";
+import { ModelBug, runOnce, type Program, type RunResult } from "./explorer.js";
+
+const R = 0;
+const W = 1;
+const A = 2;
+
+/** What one transition touched. */
+export interface Footprint {
+  /** Commutes with nothing (a scheduling point, a flush, a grace period, a wait). */
+  readonly all: boolean;
+  /** Pairs of object and mode (0 read, 1 write, 2 commuting update). */
+  readonly objs: readonly number[];
+  /** The lock taken or released, or 0. */
+  readonly lock: number;
+  readonly lockWrite: boolean;
+  readonly acquire: boolean;
+}
+
+const modeCode = (m: Step["mode"]): number => (m === "r" ? R : m === "w" ? W : A);
+
+export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolean, next: Step | null): Footprint {
+  const isLock = s.kind === "lock" || s.kind === "unlock";
+  const objs: number[] = [];
+  if (!isLock) objs.push(s.obj, modeCode(s.mode));
+  else if (s.kind === "lock") objs.push(waitersOf(s.obj), A); // no longer waiting
+  for (let i = 0; i < touchedObjs.length; i++) objs.push(touchedObjs[i]!);
+  if (next !== null && next.kind === "lock") objs.push(waitersOf(next.obj), A); // now waiting
+  return {
+    all:
+      all ||
+      s.spin === true ||
+      s.kind === "flush" ||
+      s.kind === "sched" ||
+      (s.kind === "rcu" && s.mode === "w") ||
+      (!isLock && s.enabled !== undefined),
+    objs,
+    lock: isLock ? s.obj : 0,
+    lockWrite: s.mode === "w",
+    acquire: s.kind === "lock",
+  };
+}
+
+/** Do two transitions (of different threads) fail to commute? */
+export function dependent(f: Footprint, g: Footprint): boolean {
+  if (f.all || g.all) return true;
+  if (f.lock !== 0 && f.lock === g.lock && (f.lockWrite || g.lockWrite)) return true;
+  const a = f.objs;
+  const b = g.objs;
+  for (let i = 0; i < a.length; i += 2)
+    for (let j = 0; j < b.length; j += 2) {
+      if (a[i] !== b[j]) continue;
+      const x = a[i + 1]!;
+      const y = b[j + 1]!;
+      if (!((x === R && y === R) || (x === A && y === A))) return true;
+    }
+  return false;
+}
+
+interface Node {
+  readonly enabled: readonly number[];
+  thread: number;
+  fp: Footprint | null;
+  readonly backtrack: Set<number>;
+  /** Threads explored here, with their transitions' footprints. */
+  readonly done: Map<number, Footprint>;
+  /** Threads whose transition here leads only to traces already explored. */
+  readonly sleep: Map<number, Footprint>;
+}
+
+/** Per object: the last write, and reads and commuting updates since, per thread. */
+interface ObjRec {
+  w: number;
+  reads: number[];
+  adds: number[];
+}
+
+/** Per lock: the last write acquisition, read acquisitions since, releases since. */
+interface LockRec {
+  wAcq: number;
+  rAcqs: number[];
+  rels: number[];
+  lastWriteRel: number;
+}
+
+/** Happens-before and race detection over one run. */
+class RaceTracker {
+  private readonly vc: number[][] = [];
+  private readonly count: number[] = [];
+  private readonly tThread: number[] = [];
+  private readonly tLocal: number[] = [];
+  private readonly tVc: number[][] = [];
+  private readonly tFp: Footprint[] = [];
+  private readonly byThread: number[][] = [];
+  private readonly lastOf: number[] = [];
+  private readonly lastAll: number[] = [];
+  private readonly objs = new Map<number, ObjRec>();
+  private readonly locks = new Map<number, LockRec>();
+  private readonly cands: number[] = [];
+
+  /**
+   * Record transition `d` of thread `p` and push onto `races` the earlier transitions it
+   * races with: only the latest one if `d` could run whenever its thread reached it; all of
+   * them if `d` can block (it may not have been able to run right before the latest one).
+   */
+  add(d: number, p: number, f: Footprint, blocking: boolean, races: number[]): void {
+    const cands = this.cands;
+    cands.length = 0;
+    const joins: number[] = [];
+    if (f.all) {
+      for (let q = 0; q < this.lastOf.length; q++) if (q !== p && this.lastOf[q] !== undefined) cands.push(this.lastOf[q]!);
+    } else {
+      for (let q = 0; q < this.lastAll.length; q++) if (q !== p && this.lastAll[q] !== undefined) cands.push(this.lastAll[q]!);
+      for (let i = 0; i < f.objs.length; i += 2) {
+        const rec = this.objs.get(f.objs[i]!);
+        if (rec === undefined) continue;
+        const m = f.objs[i + 1]!;
+        if (rec.w >= 0) cands.push(rec.w);
+        if (m !== A) pushAll(cands, rec.adds);
+        if (m !== R) pushAll(cands, rec.reads);
+      }
+      if (f.lock !== 0) {
+        const l = this.locks.get(f.lock);
+        if (l !== undefined && f.acquire) {
+          if (l.wAcq >= 0) cands.push(l.wAcq);
+          if (f.lockWrite) {
+            pushAll(cands, l.rAcqs);
+            pushAll(joins, l.rels);
+          } else if (l.lastWriteRel >= 0) joins.push(l.lastWriteRel);
+        }
+      }
+    }
+    const vcp = (this.vc[p] ??= []);
+    if (!blocking) {
+      let race = -1;
+      for (const i of cands) {
+        const q = this.tThread[i]!;
+        if (q !== p && (vcp[q] ?? 0) < this.tLocal[i]! && i > race) race = i;
+      }
+      if (race >= 0) races.push(race);
+    } else {
+      // Every transition of another thread that `d` depends on and does not already follow.
+      // Earlier transitions of the same thread are dependent through program order only if
+      // `d` touches everything; otherwise walk back from each candidate.
+      for (const i of cands) {
+        const q = this.tThread[i]!;
+        if (q === p) continue;
+        const mine = this.byThread[q]!;
+        for (let k = this.tLocal[i]! - 1; k >= (vcp[q] ?? 0); k--) {
+          const j = mine[k]!;
+          if (j === i || f.all || dependent(f, this.tFp[j]!)) races.push(j);
+        }
+      }
+    }
+    for (const i of cands) joinInto(vcp, this.tVc[i]!);
+    for (const i of joins) joinInto(vcp, this.tVc[i]!);
+    const c = (this.count[p] = (this.count[p] ?? 0) + 1);
+    vcp[p] = c;
+    this.tThread[d] = p;
+    this.tLocal[d] = c;
+    this.tVc[d] = vcp.slice();
+    this.tFp[d] = f;
+    (this.byThread[p] ??= []).push(d);
+    this.lastOf[p] = d;
+    if (f.all) this.lastAll[p] = d;
+    // Update the records.
+    for (let i = 0; i < f.objs.length; i += 2) {
+      const o = f.objs[i]!;
+      let rec = this.objs.get(o);
+      if (rec === undefined) this.objs.set(o, (rec = { w: -1, reads: [], adds: [] }));
+      const m = f.objs[i + 1]!;
+      if (m === W) {
+        rec.w = d;
+        rec.reads = [];
+        rec.adds = [];
+      } else if (m === R) rec.reads[p] = d;
+      else rec.adds[p] = d;
+    }
+    if (f.lock !== 0) {
+      let l = this.locks.get(f.lock);
+      if (l === undefined) this.locks.set(f.lock, (l = { wAcq: -1, rAcqs: [], rels: [], lastWriteRel: -1 }));
+      if (!f.acquire) {
+        l.rels.push(d);
+        if (f.lockWrite) l.lastWriteRel = d;
+      } else if (f.lockWrite) {
+        l.wAcq = d;
+        l.rAcqs = [];
+        l.rels = [];
+      } else l.rAcqs[p] = d;
+    }
+  }
+}
+
+function pushAll(out: number[], sparse: readonly number[]): void {
+  for (const x of sparse) if (x !== undefined) out.push(x);
+}
+
+function joinInto(into: number[], from: readonly number[]): void {
+  for (let k = 0; k < from.length; k++) if ((into[k] ?? 0) < from[k]!) into[k] = from[k]!;
+}
+
+export interface DporOptions {
+  readonly maxSteps: number;
+  readonly overBudget: () => boolean;
+  /** After each schedule: schedules so far. */
+  readonly progress?: (schedules: number) => void;
+}
+
+export interface DporResult {
+  /** The run that broke a check, if any. */
+  readonly failing: RunResult | null;
+  readonly schedules: number;
+  readonly steps: number;
+  /** Schedules that ran to the end: one per trace explored. */
+  readonly traces: number;
+  /** Schedules abandoned because every thread that could run was asleep. */
+  readonly cut: number;
+  /** True if the whole tree was explored (or a violation found). */
+  readonly complete: boolean;
+}
+
+/** Explore every trace (up to commuting steps) of `program`, or until a run breaks a check. */
+export function dpor(program: Program, o: DporOptions): DporResult {
+  const stack: Node[] = [];
+  let schedules = 0;
+  let steps = 0;
+  let traces = 0;
+  let cut = 0;
+  for (;;) {
+    if (o.overBudget()) return { failing: null, schedules, steps, traces, cut, complete: false };
+    const races = new RaceTracker();
+    const found: number[] = [];
+    let depth = 0;
+    const r = runOnce(program, {
+      maxSteps: o.maxSteps,
+      choose: (enabled, prev, d) => {
+        const known = stack[d];
+        if (known !== undefined) {
+          if (!sameThreads(known.enabled, enabled))
+            throw new ModelBug(`nondeterministic program: at step ${d} threads [${enabled.join(",")}] can run, before [${known.enabled.join(",")}]`);
+          return known.thread;
+        }
+        const sleep = new Map<number, Footprint>();
+        const parent = stack[d - 1];
+        if (parent !== undefined) {
+          const pf = parent.fp!;
+          for (const m of [parent.sleep, parent.done])
+            for (const [u, f] of m) if (u !== parent.thread && !dependent(f, pf)) sleep.set(u, f);
+        }
+        let t = -1;
+        if (enabled.includes(prev) && !sleep.has(prev)) t = prev;
+        else for (const u of enabled) if (!sleep.has(u)) { t = u; break; }
+        if (t < 0) return -1;
+        stack.push({ enabled: [...enabled], thread: t, fp: null, backtrack: new Set([t]), done: new Map(), sleep });
+        return t;
+      },
+      footprint: (p, s, objs, all, next) => {
+        const f = footprintOf(s, objs, all, next);
+        const d = depth++;
+        stack[d]!.fp = f;
+        found.length = 0;
+        races.add(d, p, f, s.enabled !== undefined || s.spin === true, found);
+        for (const i of found) {
+          // Try p before step i; if p could not run there, every thread that could.
+          const node = stack[i]!;
+          if (node.enabled.includes(p)) node.backtrack.add(p);
+          else for (const u of node.enabled) node.backtrack.add(u);
+        }
+      },
+    });
+    schedules++;
+    steps += r.steps;
+    o.progress?.(schedules);
+    if (r.violation !== null) return { failing: r, schedules, steps, traces, cut, complete: true };
+    if (r.cut === true) cut++;
+    else traces++;
+    // Backtrack: the deepest node with a choice not yet tried and not asleep.
+    for (;;) {
+      const node = stack[stack.length - 1];
+      if (node === undefined) return { failing: null, schedules, steps, traces, cut, complete: true };
+      if (node.fp !== null) node.done.set(node.thread, node.fp);
+      let next = -1;
+      for (const u of node.backtrack) if (!node.done.has(u) && !node.sleep.has(u)) { next = u; break; }
+      if (next >= 0) {
+        node.thread = next;
+        node.fp = null;
+        break;
+      }
+      stack.pop();
+    }
+  }
+}
+
+function sameThreads(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
