@@ -126,7 +126,7 @@ export interface ExploreCliResult {
 export function exploreScenario(
   file: string,
   sc: ConcurrentScenario,
-  o: { strategy: Strategy; preemptions: number; seed: number; budgetMs: number; maxSchedules: number; maxSteps: number; pctDepth: number },
+  o: { strategy: Strategy; preemptions: number; por: boolean; seed: number; budgetMs: number; maxSchedules: number; maxSteps: number; pctDepth: number },
   progress: ((s: number, b: number) => void) | undefined,
 ): ExploreCliResult {
   const program = makeProgram(sc) as unknown as () => Execution;
@@ -144,7 +144,9 @@ export function exploreScenario(
 export function exploreCommand(args: readonly string[], io: Io): number {
   let file: string | null = null;
   let strategy: Strategy = "dpor";
-  let preemptions = 2;
+  // Without --preemptions: bounds 0 and 1, then every trace with no bound.
+  let preemptions = 1;
+  let por = true;
   let seed = 1;
   let budgetMs = 60_000;
   let maxSchedules = 1_000_000;
@@ -168,7 +170,10 @@ export function exploreCommand(args: readonly string[], io: Io): number {
       const v = val();
       if (v !== "dpor" && v !== "random" && v !== "pct") throw new ExploreUsage(`explore: --strategy takes dpor|random|pct, got '${v}'`);
       strategy = v;
-    } else if (a === "--preemptions") preemptions = int(val(), 0, 50);
+    } else if (a === "--preemptions") {
+      preemptions = int(val(), 0, 50);
+      por = false;
+    }
     else if (a === "--pct-depth") pctDepth = int(val(), 1, 20);
     else if (a === "--seed") seed = int(val(), 0, 2 ** 31);
     else if (a === "--max-schedules") maxSchedules = int(val(), 1, 1e9);
@@ -194,10 +199,10 @@ export function exploreCommand(args: readonly string[], io: Io): number {
   const progress = tty
     ? (s: number, b: number): void => {
         const secs = (performance.now() - t0) / 1000;
-        process.stderr.write(`\r${s} schedules, ${(s / Math.max(secs, 1e-3)).toFixed(0)}/s, preemption bound ${b}   `);
+        process.stderr.write(`\r${s} schedules, ${(s / Math.max(secs, 1e-3)).toFixed(0)}/s, ${b < 0 ? "no preemption bound" : `preemption bound ${b}`}   `);
       }
     : undefined;
-  const r = exploreScenario(file, sc, { strategy, preemptions, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress);
+  const r = exploreScenario(file, sc, { strategy, preemptions, por, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress);
   if (tty) process.stderr.write("\r\x1b[K");
   const secs = (performance.now() - t0) / 1000;
   if (json) {

@@ -2,11 +2,14 @@
 // Exhaustive search with dynamic partial-order reduction: of all schedules that only differ
 // in the order of commuting steps (one Mazurkiewicz trace), run one.
 //
-// The algorithm is Flanagan and Godefroid's DPOR (POPL 2005) with sleep sets, stateless:
-// every schedule is re-executed from the start. Races are found with vector clocks among
-// the steps of each run; a race between step i of thread q and a later step of thread p
-// that does not already depend on i adds p (or, if p could not run there, every thread
-// that could) to the choices still to try just before i.
+// The algorithm is source-set DPOR with sleep sets (Abdulla, Aronis, Jonsson and Sagonas,
+// POPL 2014), stateless: every schedule is re-executed from the start. Races are found
+// with vector clocks among the steps of each run. For a race between step i of thread q
+// and a later step d of thread p, the steps after i that do not depend on i, then d, are
+// the reversed order to try; one thread that can start it is added to the choices still
+// to try just before i, unless one is there already. A step that can block (a lock, a
+// wait) races with every earlier step it depends on and does not already follow: it may
+// not have been able to run right before the latest one.
 //
 // A transition is one announced step plus everything the thread does until its next
 // announcement. Its footprint is the announced object plus what the code touched (see
@@ -42,13 +45,9 @@ export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolea
   for (let i = 0; i < touchedObjs.length; i++) objs.push(touchedObjs[i]!);
   if (next !== null && next.kind === "lock") objs.push(waitersOf(next.obj), A); // now waiting
   return {
-    all:
-      all ||
-      s.spin === true ||
-      s.kind === "flush" ||
-      s.kind === "sched" ||
-      (s.kind === "rcu" && s.mode === "w") ||
-      (!isLock && s.enabled !== undefined),
+    // A scheduling point or a spin depends on who else moved; a blocking wait other than a
+    // lock or a flush states no footprint of its own.
+    all: all || s.spin === true || s.kind === "sched" || (!isLock && s.kind !== "flush" && s.enabled !== undefined),
     objs,
     lock: isLock ? s.obj : 0,
     lockWrite: s.mode === "w",
@@ -115,8 +114,9 @@ class RaceTracker {
 
   /**
    * Record transition `d` of thread `p` and push onto `races` the earlier transitions it
-   * races with: only the latest one if `d` could run whenever its thread reached it; all of
-   * them if `d` can block (it may not have been able to run right before the latest one).
+   * races with (it depends on them, and on nothing that depends on them). If `d` can
+   * block, also every earlier transition of another thread that it depends on and does not
+   * already follow: `d` may not have been able to run right before the latest one.
    */
   add(d: number, p: number, f: Footprint, blocking: boolean, races: number[]): void {
     const cands = this.cands;
@@ -147,12 +147,10 @@ class RaceTracker {
     }
     const vcp = (this.vc[p] ??= []);
     if (!blocking) {
-      let race = -1;
       for (const i of cands) {
         const q = this.tThread[i]!;
-        if (q !== p && (vcp[q] ?? 0) < this.tLocal[i]! && i > race) race = i;
+        if (q !== p && (vcp[q] ?? 0) < this.tLocal[i]! && !races.includes(i)) races.push(i);
       }
-      if (race >= 0) races.push(race);
     } else {
       // Every transition of another thread that `d` depends on and does not already follow.
       // Earlier transitions of the same thread are dependent through program order only if
@@ -203,6 +201,32 @@ class RaceTracker {
         l.rels = [];
       } else l.rAcqs[p] = d;
     }
+  }
+
+  /** Does transition a happen before transition b? */
+  private hb(a: number, b: number): boolean {
+    return (this.tVc[b]![this.tThread[a]!] ?? 0) >= this.tLocal[a]!;
+  }
+
+  /**
+   * The threads that can start the reversal of race (i, d): of the transitions after i that
+   * do not depend on i, followed by d, those that nothing earlier in that sequence precedes.
+   */
+  initials(i: number, d: number): number[] {
+    const earliest: number[] = [];
+    const out: number[] = [];
+    const consider = (e: number): void => {
+      const t = this.tThread[e]!;
+      if (earliest[t] === undefined) {
+        let first = true;
+        for (let u = 0; u < earliest.length && first; u++) if (earliest[u] !== undefined && this.hb(earliest[u]!, e)) first = false;
+        if (first) out.push(t);
+        earliest[t] = e;
+      }
+    };
+    for (let e = i + 1; e < d; e++) if (!this.hb(i, e)) consider(e);
+    consider(d);
+    return out;
   }
 }
 
@@ -276,9 +300,13 @@ export function dpor(program: Program, o: DporOptions): DporResult {
         found.length = 0;
         races.add(d, p, f, s.enabled !== undefined || s.spin === true, found);
         for (const i of found) {
-          // Try p before step i; if p could not run there, every thread that could.
+          // To reverse the race, some thread must run first at i: any thread whose next
+          // transition there starts the reversed sequence will do (a source set).
           const node = stack[i]!;
-          if (node.enabled.includes(p)) node.backtrack.add(p);
+          const initials = races.initials(i, d);
+          if (initials.some((q) => node.backtrack.has(q))) continue;
+          const q = initials.includes(p) ? p : initials[0]!;
+          if (node.enabled.includes(q)) node.backtrack.add(q);
           else for (const u of node.enabled) node.backtrack.add(u);
         }
       },

@@ -78,7 +78,7 @@ function toyExecution(threads: Execution["threads"], atEnd: () => { check: strin
   return { threads, setCurrent: () => {}, afterStep: () => null, atEnd, classify: () => null };
 }
 
-const base = { preemptions: 2, seed: 1, maxSchedules: 10_000, maxSteps: 200, budgetMs: 1e12, pctDepth: 2, now };
+const base = { preemptions: 2, por: false, seed: 1, maxSchedules: 10_000, maxSteps: 200, budgetMs: 1e12, pctDepth: 2, now };
 
 test("dpor finds the lost update with one preemption, and proves one thread clean", () => {
   const r = explore(racyCounter(), { ...base, strategy: "dpor" });

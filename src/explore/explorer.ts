@@ -193,6 +193,11 @@ export interface ExploreOptions {
   readonly maxSteps: number;
   readonly budgetMs: number;
   readonly pctDepth: number;
+  /**
+   * "dpor" only: after the bounded search up to `preemptions`, search every trace with no
+   * bound (partial-order reduction with sleep sets).
+   */
+  readonly por: boolean;
   /** Called now and then with progress (schedules so far, current bound). */
   readonly progress?: (schedules: number, bound: number) => void;
   /** The clock, from the CLI (the explorer itself never reads time). */
@@ -212,14 +217,13 @@ export interface ExploreResult {
 }
 
 /**
- * Search. "dpor" is the default systematic strategy: depth-first over schedules with
- * iterative preemption bounding (0, 1, ... up to `preemptions`), so the first violation
- * found has the fewest preemptions. MODEL: no partial-order reduction yet; every
- * interleaving within the bound is run.
+ * Search. "dpor" is the default systematic strategy: first depth-first over schedules with
+ * iterative preemption bounding (0, 1, ... up to `preemptions`, every interleaving within
+ * the bound), so a violation found has the fewest preemptions; then, if `por`, every trace
+ * with no bound, by dynamic partial-order reduction (dpor.ts).
  */
 export function explore(program: Program, o: ExploreOptions): ExploreResult {
   const t0 = o.now();
-  let dporSchedules = 0;
   let schedules = 0;
   let steps = 0;
   const out = (violation: Violation | null, schedule: number[], pre: number, complete: boolean, summary: string): ExploreResult => ({
@@ -262,14 +266,6 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
     return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
   }
 
-  if (!Number.isFinite(o.preemptions)) {
-    const d = dpor(program, { maxSteps: o.maxSteps, overBudget: () => o.now() - t0 > o.budgetMs || schedules + dporSchedules >= o.maxSchedules, progress: (n) => { dporSchedules = n; if (n % 200 === 0) o.progress?.(n, -1); } });
-    schedules += d.schedules;
-    steps += d.steps;
-    if (d.failing !== null) return out(d.failing.violation, d.failing.schedule, d.failing.preemptions, false, `found after ${d.schedules} schedules`);
-    if (!d.complete) return out(null, [], 0, false, `incomplete: budget ran out after ${d.schedules} schedules (${d.traces} traces, no preemption bound)`);
-    return out(null, [], 0, true, `exhaustive: all ${d.traces} traces, no preemption bound (${d.schedules} schedules, ${d.cut} cut by sleep sets)`);
-  }
   // Depth-first search with a preemption bound, re-executing from the start each time.
   let best: { r: RunResult; at: number } | null = null;
   let shrinkTries = 0;
@@ -339,10 +335,26 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       }
     }
     if (best !== null) return found(best);
-    if (bound === o.preemptions)
+    if (bound === o.preemptions && !o.por)
       return out(null, [], 0, true, `exhaustive: all ${count} interleavings up to ${bound} preemption(s) (${schedules} schedules run over all bounds)`);
   }
-  return out(null, [], 0, true, "exhaustive");
+  // Then everything, with no preemption bound, one schedule per trace.
+  const before = schedules;
+  const d = dpor(program, {
+    maxSteps: o.maxSteps,
+    overBudget,
+    progress: (n) => {
+      schedules = before + n;
+      if (n % 200 === 0) o.progress?.(schedules, -1);
+    },
+  });
+  steps += d.steps;
+  const bounded = `none with up to ${o.preemptions} preemption(s)`;
+  if (d.failing !== null)
+    return out(d.failing.violation, d.failing.schedule, d.failing.preemptions, false, `found by the unbounded search after ${d.schedules} schedules (${bounded})`);
+  if (!d.complete)
+    return out(null, [], 0, false, `incomplete: budget ran out after ${d.traces} traces of the unbounded search (${bounded}: exhaustive)`);
+  return out(null, [], 0, true, `exhaustive: all ${d.traces} traces, no preemption bound (${d.schedules} schedules, ${d.cut} cut by sleep sets)`);
 }
 
 /** The order in which a choice point's alternatives are tried: the running thread first. */

@@ -7,7 +7,7 @@
 // oracle's harness). Caches hold what a walk used until a flush drops them, which is
 // exactly what makes a missing or late flush visible: a stale entry keeps the guest on a
 // frame, or on a page table, that the kernel already let go of.
-import { step, type Gen } from "../rt/index.js";
+import { step, touch, type Gen } from "../rt/index.js";
 import type { SpteMasks } from "../spte/index.js";
 import type { Table } from "./phys.js";
 
@@ -36,12 +36,15 @@ const key = (gfn: number, level: number): number => Math.floor(gfn / pagesAt(lev
 
 /** One logical processor's TLB and paging-structure caches for the TDP tables. */
 export class Tlb {
+  /** `obj`: the footprint id of this TLB (see `touch`), 0 for none. */
+  constructor(readonly obj = 0) {}
   readonly leaves = new Map<number, TlbEntry>();
   /** key(gfn, level) -> the table whose entries are at `level` on the way to gfn. */
   readonly tables = new Map<number, Table>();
   flushes = 0;
 
   lookup(gfn: number): TlbEntry | undefined {
+    touch(this.obj, "r");
     for (let level = 1; level <= 3; level++) {
       const e = this.leaves.get(key(gfn, level));
       if (e !== undefined) return e;
@@ -51,6 +54,7 @@ export class Tlb {
 
   /** Drop every translation (INVEPT single-context / INVLPGA all / TLB_CONTROL flush). */
   flushAll(): void {
+    touch(this.obj, "w");
     this.leaves.clear();
     this.tables.clear();
     this.flushes++;
@@ -58,6 +62,7 @@ export class Tlb {
 
   /** Drop what covers [gfn, gfn + pages): leaves in the range and every cached table. */
   flushRange(gfn: number, pages: number): void {
+    touch(this.obj, "w");
     for (const [k, e] of this.leaves) {
       const base = Math.floor(k / 8) * pagesAt(e.level);
       if (base < gfn + pages && gfn < base + pagesAt(e.level)) this.leaves.delete(k);
@@ -68,6 +73,7 @@ export class Tlb {
   }
 
   drop(gfn: number): void {
+    touch(this.obj, "w");
     for (let level = 1; level <= 3; level++) this.leaves.delete(key(gfn, level));
   }
 }
@@ -113,6 +119,7 @@ export function* hwTranslate(cfg: WalkerConfig, tlb: Tlb, root: Table, gfn: numb
     let level = cfg.rootLevel;
     // Start as deep as the paging-structure caches allow.
     for (let l = 1; l < cfg.rootLevel; l++) {
+      touch(tlb.obj, "r");
       const t = tlb.tables.get(tableKey(gfn, l));
       if (t !== undefined) {
         table = t;
@@ -159,6 +166,7 @@ export function* hwTranslate(cfg: WalkerConfig, tlb: Tlb, root: Table, gfn: numb
         }
         const pfn = Number((s & 0x000ffffffffff000n) >> 12n);
         const dirty = !cfg.adEnabled || ((s | want) & dirtyMask) !== 0n;
+        touch(tlb.obj, "w");
         tlb.leaves.set(key(gfn, level), { pfn, level, writable: w && u, exec: x && u, dirty });
         for (const [l, t] of used) tlb.tables.set(tableKey(gfn, l), t);
         return { kind: "ok", pfn: pfn + (gfn % pagesAt(level)), level, viaTlb: false };

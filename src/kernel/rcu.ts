@@ -59,7 +59,10 @@ export class Rcu {
     yield step("rcu", this.id, "w", `call_rcu(${what})`);
     const waitFor = new Set<number>();
     if (this.readers > 0) this.depth.forEach((d, t) => d > 0 && waitFor.add(t));
-    if (waitFor.size === 0) cb();
+    if (waitFor.size === 0) {
+      touchAll();
+      cb();
+    }
     else this.pending.push({ waitFor, cb, what });
   }
 
@@ -67,6 +70,7 @@ export class Rcu {
   *rcuBarrier(): Gen<void> {
     yield step("rcu", this.id, "w", "rcu_barrier()");
     if (this.inReadSide()) this.w.report("rcu", "rcu_barrier() inside a read-side section");
+    touchAll();
     const ready = this.pending;
     this.pending = [];
     for (const p of ready) p.cb();

@@ -10,6 +10,8 @@ import {
   SpinLock,
   Tlb,
   Tracer,
+  objOf,
+  touch,
   type Table,
   type World,
 } from "../kernel/index.js";
@@ -112,7 +114,7 @@ export class KvmMemslots {
 }
 
 export class KvmVcpu {
-  readonly tlb = new Tlb();
+  readonly tlb: Tlb;
   /** vcpu->arch.mmu->root: the loaded root page, or null for INVALID_PAGE. */
   root: KvmMmuPage | null = null;
   readonly requests = new Set<string>();
@@ -135,7 +137,15 @@ export class KvmVcpu {
   /** The thread running this vCPU (KVM_RUN), or -1. */
   runningThread = -1;
   readonly stat = { pfTaken: 0, pfFixed: 0, pfEmulate: 0, pfSpurious: 0, pfFast: 0, pfMmioSpteCreated: 0, pfRetry: 0 };
-  constructor(readonly vcpuId: number) {}
+  constructor(readonly vcpuId: number) {
+    this.tlb = new Tlb(objOf.tlb(vcpuId));
+  }
+
+  /** Enter or leave guest mode (kicks wait for the vCPU to leave it). */
+  setInGuestMode(on: boolean): void {
+    touch(objOf.vcpuMode(this.vcpuId), "w");
+    this.inGuestMode = on;
+  }
 }
 
 export class Kvm {

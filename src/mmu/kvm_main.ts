@@ -2,7 +2,7 @@
 // The generic KVM core around the TDP MMU (virt/kvm/kvm_main.c): remote TLB flushes,
 // dirty tracking, memslot updates, the MMU-notifier protocol and the dirty-log ioctls.
 import { EEXIST, EINVAL } from "../base/index.js";
-import { blockingStep, isZeroPfn, objOf, step, touch, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
+import { blockingStep, isZeroPfn, objOf, step, touch, touchAll, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
 import { PG_LEVEL_4K, isLastSpte, isShadowPresentPte, kvmPagesPerHpage, spteToPfn } from "../spte/index.js";
 import {
   KVM_ADDRESS_SPACE_NUM,
@@ -57,6 +57,7 @@ function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
   // The kicker is fixed now: the scheduler evaluates the wait while another thread is current.
   const me = kvm.w.current;
   yield blockingStep("flush", kvm.objIds.kick, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm, me));
+  for (const v of kvm.vcpus) touch(objOf.vcpuMode(v.vcpuId), "r");
   kvm.kicksPending--;
 }
 
@@ -374,6 +375,7 @@ function* kvmSwapActiveMemslots(kvm: Kvm, asId: number, apply: () => void): Gen<
   touch(objOf.memslots(asId), "w");
   apply();
   yield step("rcu", kvm.rcu.id, "w", "synchronize_srcu_expedited(&kvm->srcu)");
+  touchAll();
   set.generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + BigInt(KVM_ADDRESS_SPACE_NUM);
   // kvm_arch_memslots_updated() -> kvm_mmu_invalidate_mmio_sptes()
   const g = set.generation & 0x7ffffn & ~1n;

@@ -4,7 +4,7 @@
 // Every SPTE write goes through tdpMmuSetSpteAtomic() (mmu_lock held for read,
 // compare-and-swap) or __tdpMmuSetSpte() (held for write); both end in
 // handleChangedSpte(), where the tracepoint fires and the bookkeeping happens.
-import { atomicAdd, cmpxchg, spinStep, step, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
+import { atomicAdd, cmpxchg, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
 import {
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_1G,
@@ -125,6 +125,7 @@ export function tdpMmuInitChildSp(kvm: Kvm, child: KvmMmuPage, iter: TdpIter): v
 
 /** kvm_tdp_mmu_get_root(): take a reference unless the count already hit zero. */
 export function kvmTdpMmuGetRoot(root: KvmMmuPage): boolean {
+  touch(root.spt.sptep(ENT), "w");
   if (root.tdpMmuRootCount === 0) return false;
   root.tdpMmuRootCount++;
   return true;
@@ -142,6 +143,7 @@ export function* kvmTdpMmuPutRoot(kvm: Kvm, root: KvmMmuPage, shared: boolean): 
   kvm.w.warnOn(!roleInvalid(root.role), "KVM_BUG_ON: last reference of a valid root put");
   yield* kvm.tdpMmuPagesLock.lock();
   const i = kvm.arch.tdpMmuRoots.indexOf(root);
+  touch(kvm.objIds.roots, "w");
   if (i >= 0) kvm.arch.tdpMmuRoots.splice(i, 1);
   root.linked = false;
   yield* kvm.tdpMmuPagesLock.unlock();
@@ -225,6 +227,7 @@ export function* kvmTdpMmuGetVcpuRootHpa(kvm: Kvm, vcpu: KvmVcpu, role: number):
   tdpMmuInitSp(kvm, root, null, 0, role);
   root.tdpMmuRootCount = 2;
   yield* kvm.tdpMmuPagesLock.lock();
+  touch(kvm.objIds.roots, "w");
   kvm.arch.tdpMmuRoots.unshift(root);
   root.linked = true;
   yield* kvm.tdpMmuPagesLock.unlock();
@@ -678,6 +681,7 @@ export function* kvmTdpMmuZapInvalidatedRoots(kvm: Kvm): Gen<void> {
 export function* kvmTdpMmuInvalidateAllRoots(kvm: Kvm, destroying = false): Gen<void> {
   if (!destroying) kvm.mmuLock.assertHeldWrite();
   yield step("read", kvm.objIds.roots, "r", "list_for_each_entry(tdp_mmu_roots)");
+  touch(kvm.objIds.roots, "w"); // marks the roots invalid
   for (const root of kvm.arch.tdpMmuRoots) {
     if (roleInvalid(root.role)) continue;
     root.tdpMmuScheduledRootToZap = true;

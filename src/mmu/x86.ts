@@ -78,12 +78,12 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       touch(kvm.objIds.requests, "r");
       if (kvm.kicksPending > 0) yield blockingStep("sched", kvm.objIds.kick, "r", "vcpu_enter_guest: wait for a pending kick", () => kvm.kicksPending === 0);
       if (vcpu.requests.size !== 0) continue;
-      vcpu.inGuestMode = true;
+      vcpu.setInGuestMode(true);
       let r: WalkResult;
       try {
         r = yield* hwTranslate({ ...cfg, rootLevel: roleLevel(root.role) }, vcpu.tlb, root.spt, gfn, access);
       } finally {
-        vcpu.inGuestMode = false;
+        vcpu.setInGuestMode(false);
       }
       if (r.kind === "stale-table") {
         kvm.w.report("rcu", `vCPU ${vcpu.vcpuId} walked page table 0x${r.table.pfn.toString(16)} (L${r.level}) after it was freed`);
@@ -109,6 +109,7 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
         // spins until it is over; the spin is one blocking step, so no schedule can starve
         // the updater and no retry spent waiting counts against progress.
         yield blockingStep("sched", kvm.objIds.invalidateSeq, "r", "retry: wait for the invalidation or memslot update", () => !somethingInFlight(kvm));
+        somethingInFlight(kvm); // what the wait read, for the footprint
         faults--;
       } else if (ret === RET_PF_RETRY) {
         yield spinStep(kvm.objIds.invalidateSeq, "RET_PF_RETRY: re-enter the guest");

@@ -9,7 +9,7 @@ import { ScenarioJsonError, makeProgram, parseScenario } from "./index.js";
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../..");
 const seedFile = path.join(root, "scenarios/seed-notifier-vs-fault.json");
 const seedText = fs.readFileSync(seedFile, "utf8");
-const opts = { strategy: "dpor" as const, preemptions: 2, seed: 1, maxSchedules: 2000, maxSteps: 20000, budgetMs: 1e12, pctDepth: 3, now: () => 0 };
+const opts = { strategy: "dpor" as const, preemptions: 2, por: false, seed: 1, maxSchedules: 2000, maxSteps: 20000, budgetMs: 1e12, pctDepth: 3, now: () => 0 };
 
 test("seed: with zap-under-read-lock a fault reinstalls an SPTE the notifier just zapped", () => {
   const sc = parseScenario("seed.json", seedText, ["zap-under-read-lock"]);

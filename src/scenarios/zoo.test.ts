@@ -49,6 +49,7 @@ const run = (file: string, variants: string[], preemptions: number, pct = false)
   return explore(makeProgram(sc) as unknown as () => Execution, {
     strategy: pct ? "pct" : "dpor",
     preemptions,
+    por: false,
     seed: 1,
     maxSchedules: pct ? 100 : 5000,
     maxSteps: 50_000,
@@ -72,7 +73,7 @@ for (const z of zoo) {
       // The long run adds a PCT sample with deeper interleavings than the bound.
       const sc = parseScenario(file, fs.readFileSync(file, "utf8"), []);
       const p = explore(makeProgram(sc) as unknown as () => Execution, {
-        strategy: "pct", preemptions: 0, seed: 7, maxSchedules: 1000, maxSteps: 50_000, budgetMs: 120_000, pctDepth: 4, now: () => performance.now(),
+        strategy: "pct", preemptions: 0, por: false, seed: 7, maxSchedules: 1000, maxSteps: 50_000, budgetMs: 120_000, pctDepth: 4, now: () => performance.now(),
       });
       assert.equal(p.violation, null, p.violation?.message);
     }
@@ -97,7 +98,7 @@ for (const p of present) {
     if (full) {
       const sc = parseScenario(file, fs.readFileSync(file, "utf8"), [p.fix]);
       const s = explore(makeProgram(sc) as unknown as () => Execution, {
-        strategy: "pct", preemptions: 0, seed: 7, maxSchedules: 1000, maxSteps: 50_000, budgetMs: 120_000, pctDepth: 4, now: () => performance.now(),
+        strategy: "pct", preemptions: 0, por: false, seed: 7, maxSchedules: 1000, maxSteps: 50_000, budgetMs: 120_000, pctDepth: 4, now: () => performance.now(),
       });
       assert.equal(s.violation, null, s.violation?.message);
     }
@@ -110,11 +111,11 @@ test("zoo: zap-under-read-lock is found among bystander threads (pct)", () => {
   const file = path.join(root, "scenarios", "seed-with-bystanders.json");
   const sc = parseScenario(file, fs.readFileSync(file, "utf8"), ["zap-under-read-lock"]);
   const r = explore(makeProgram(sc) as unknown as () => Execution, {
-    strategy: "pct", preemptions: 0, seed: 1, maxSchedules: 200, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0,
+    strategy: "pct", preemptions: 0, por: false, seed: 1, maxSchedules: 200, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0,
   });
   assert.equal(r.violation?.check, "zap-post");
   const clean = explore(makeProgram(parseScenario(file, fs.readFileSync(file, "utf8"))) as unknown as () => Execution, {
-    strategy: "pct", preemptions: 0, seed: 1, maxSchedules: full ? 5000 : 300, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0,
+    strategy: "pct", preemptions: 0, por: false, seed: 1, maxSchedules: full ? 5000 : 300, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0,
   });
   assert.equal(clean.violation, null, clean.violation?.message);
 });
