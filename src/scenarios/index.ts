@@ -2,3 +2,4 @@
 export * from "./kvmtdp.js";
 export * from "./invariants.js";
 export * from "./concurrent.js";
+export * from "./bystanders.js";

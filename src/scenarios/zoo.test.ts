@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { dpor, explore, type Execution } from "../explore/index.js";
-import { makeProgram, parseScenario } from "./index.js";
+import { makeProgram, parseScenario, withBystanders } from "./index.js";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../..");
 const full = process.env["ZOO_FULL"] === "1";
@@ -156,5 +156,46 @@ for (const [scenario, variant, check] of unbounded) {
     assert.equal(proof.violation, null, proof.violation?.message);
     assert.equal(proof.complete, true, proof.summary);
     assert.match(proof.summary, /^exhaustive: all \d+ traces, no preemption bound/);
+  });
+}
+
+// Every variant and present bug again, among bystanders (a vCPU faulting in another memslot
+// and a thread aging it): found at a pinned seed or bound, clean on a sample without it.
+type Hunt = { pct: [depth: number, seed: number] } | { bound: number };
+const crowded: [scenario: string, variant: string | null, check: string, hunt: Hunt][] = [
+  ["seed-notifier-vs-fault", "zap-under-read-lock", "zap-post", { pct: [3, 1] }],
+  ["fast-zap-defers-root-teardown", "fast-zap-defers-root-teardown", "memslot", { pct: [3, 1] }],
+  ["fault-into-invalid-root", "fault-into-invalid-root", "stats", { pct: [3, 1] }],
+  ["invalid-memslot-as-mmio", "invalid-memslot-as-mmio", "transitions", { bound: 1 }],
+  ["mmu-seq-truncation-hang", "mmu-seq-truncation-hang", "progress", { pct: [3, 1] }],
+  ["map-over-frozen-spte", "map-over-frozen-spte", "warn", { pct: [3, 1] }],
+  ["nonatomic-write-drops-ad", "nonatomic-write-drops-ad", "dirty", { pct: [3, 1] }],
+  ["root-put-without-free", "root-put-without-free", "warn", { pct: [3, 1] }],
+  ["yield-drops-pending-flush", "yield-drops-pending-flush", "tlb", { pct: [3, 1] }],
+  ["iter-advance-after-yield", "iter-advance-after-yield", "zap-post", { pct: [3, 1] }],
+  ["free-before-flush", "free-before-flush", "rcu", { pct: [3, 3] }],
+  ["yield-no-forward-progress", "yield-no-forward-progress", "progress", { pct: [3, 1] }],
+  ["leaf-at-wrong-level", "leaf-at-wrong-level", "warn", { pct: [4, 3] }],
+  ["zap-all-skips-straddling-nonleaf", "zap-all-skips-straddling-nonleaf", "leaks", { pct: [3, 1] }],
+  ["wrprot-skips-mmu-writable", "wrprot-skips-mmu-writable", "write-track", { pct: [3, 1] }],
+  ["notifier-skips-invalid-roots", "notifier-skips-invalid-roots", "zap-post", { pct: [3, 1] }],
+  ["sp-list-link-after-publish", null, "sp-lists", { pct: [3, 2] }],
+  ["clear-dirty-retry-nonleaf", null, "transitions", { pct: [3, 1] }],
+];
+for (const [scenario, variant, check, hunt] of crowded) {
+  const file = path.join(root, "scenarios", `${scenario}.json`);
+  const text = withBystanders(fs.readFileSync(file, "utf8"));
+  const bug = variant ?? `the present bug`;
+  test(`bystanders: ${bug} is found on ${scenario} with unrelated threads, and it is clean without`, () => {
+    const load = (v: string[]) => makeProgram(parseScenario(file, text, v)) as unknown as () => Execution;
+    const common = { preemptions: 0, por: false, seed: 1, maxSchedules: 1500, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0 };
+    const r =
+      "pct" in hunt
+        ? explore(load(variant === null ? [] : [variant]), { ...common, strategy: "pct", pctDepth: hunt.pct[0], seed: hunt.pct[1] })
+        : explore(load(variant === null ? [] : [variant]), { ...common, strategy: "dpor", preemptions: hunt.bound });
+    assert.equal(r.violation?.check, check, r.violation?.message ?? r.summary);
+    const fix = variant === null ? [`fix-${scenario}`] : [];
+    const clean = explore(load(fix), { ...common, strategy: "pct", maxSchedules: full ? 1000 : 60, pctDepth: 3 });
+    assert.equal(clean.violation, null, clean.violation?.message);
   });
 }
