@@ -45,9 +45,9 @@ export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolea
   for (let i = 0; i < touchedObjs.length; i++) objs.push(touchedObjs[i]!);
   if (next !== null && next.kind === "lock") objs.push(waitersOf(next.obj), A); // now waiting
   return {
-    // A scheduling point or a spin depends on who else moved; a blocking wait other than a
-    // lock or a flush states no footprint of its own.
-    all: all || s.spin === true || s.kind === "sched" || (!isLock && s.kind !== "flush" && s.enabled !== undefined),
+    // A spin may run only after another thread moved (the scheduler's fairness): it depends
+    // on every step. A wait states what its condition reads as its object and touches.
+    all: all || s.spin === true,
     objs,
     lock: isLock ? s.obj : 0,
     lockWrite: s.mode === "w",

@@ -8,7 +8,7 @@
 //
 // MODEL: rwlock_t is a queued rwlock only in that a reader does not overtake a waiting
 // writer when `fairReaders` is set; by default readers may always join readers.
-import { blockingStep, step, touchAll, type Gen } from "../rt/index.js";
+import { blockingStep, step, type Gen } from "../rt/index.js";
 import type { World } from "./world.js";
 
 export type LockMode = "read" | "write";
@@ -114,11 +114,7 @@ export class RwLock {
       return;
     }
     this.writer = -1;
-    if (this.onWriteRelease !== null) {
-      // The checker reads every TLB and SPTE: this release commutes with nothing.
-      touchAll();
-      this.onWriteRelease();
-    }
+    this.onWriteRelease?.();
   }
 
   /** MODEL: a checker run whenever the write lock is released (TLB coherence at hand-off). */

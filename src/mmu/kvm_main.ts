@@ -58,6 +58,7 @@ function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
   const me = kvm.w.current;
   yield blockingStep("flush", kvm.objIds.kick, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm, me));
   for (const v of kvm.vcpus) touch(objOf.vcpuMode(v.vcpuId), "r");
+  touch(kvm.objIds.kick, "w");
   kvm.kicksPending--;
 }
 

@@ -209,12 +209,14 @@ export function mmuTopupMemoryCaches(kvm: Kvm, vcpu: KvmVcpu): void {
  */
 export function* kvmMmuLoad(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
   mmuTopupMemoryCaches(kvm, vcpu);
+  touch(vcpu.tlb.obj, "w");
   vcpu.loadingRoot = true;
   yield* kvm.mmuLock.writeLock();
   vcpu.root = yield* kvmTdpMmuGetVcpuRootHpa(kvm, vcpu, kvmCalcTdpMmuRootPageRole(kvm, vcpu));
   yield* kvm.mmuLock.writeUnlock();
   yield step("flush", vcpu.vcpuId, "w", "kvm_mmu_load: local TLB flush");
   vcpu.tlb.flushAll();
+  touch(vcpu.tlb.obj, "w");
   vcpu.loadingRoot = false;
 }
 
@@ -223,6 +225,7 @@ export function* kvmMmuFreeRoots(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
   if (vcpu.root === null) return;
   yield* kvm.mmuLock.writeLock();
   yield* kvmTdpMmuPutRoot(kvm, vcpu.root, false);
+  touch(vcpu.tlb.obj, "w");
   vcpu.root = null;
   yield* kvm.mmuLock.writeUnlock();
 }

@@ -1096,7 +1096,9 @@ export function* kvmTdpMmuZapCollapsibleSptes(kvm: Kvm, slot: KvmMemorySlot): Ge
 export function leafMapping(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel = PG_LEVEL_4K): { spte: bigint; level: number } | null {
   let t = root.spt;
   for (let level = roleLevel(root.role); level >= minLevel; level--) {
-    const s = t.spt[Math.floor(gfn / kvmPagesPerHpage(level)) % 512]!;
+    const idx = Math.floor(gfn / kvmPagesPerHpage(level)) % 512;
+    touch(t.sptep(idx), "r");
+    const s = t.spt[idx]!;
     if (!isShadowPresentPte(s)) return null;
     if (isLastSpte(s, level)) return { spte: s, level };
     const c = kvm.tableAt(spteToPfn(s));

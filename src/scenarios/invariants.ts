@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // Whole-state checks, read straight from memory without taking steps: they run between
 // operations, when nothing else is in flight.
+import { touch } from "../kernel/index.js";
 import { isLastSpte, isShadowPresentPte, spteToPfn } from "../spte/index.js";
 import { ROLE_INVALID, leafMapping, roleLevel, type Kvm, type KvmMmuPage } from "../mmu/index.js";
 
@@ -50,7 +51,10 @@ export function checkNoLeaks(kvm: Kvm): string[] {
  * root's current SPTE with at least the cached rights. Returns the first problem.
  */
 export function checkTlbCoherence(kvm: Kvm): string | null {
+  touch(kvm.objIds.requests, "r");
+  touch(kvm.objIds.roots, "r");
   for (const v of kvm.vcpus) {
+    touch(v.tlb.obj, "r");
     const root = v.root;
     // A vCPU that must process a request, or is loading a root, flushes before it next
     // enters the guest: its cached translations cannot be used.
