@@ -75,12 +75,19 @@ interface Node {
   readonly enabled: readonly number[];
   thread: number;
   fp: Footprint | null;
-  readonly backtrack: Set<number>;
-  /** Threads explored here, with their transitions' footprints. */
-  readonly done: Map<number, Footprint>;
-  /** Threads whose transition here leads only to traces already explored. */
-  readonly sleep: Map<number, Footprint>;
+  /** Threads still to try here (besides `thread`), and those already tried. */
+  backtrack: number[] | null;
+  /** Threads explored here, with their transitions' footprints (null: none yet). */
+  done: Map<number, Footprint> | null;
+  /** Threads whose transition here leads only to traces already explored (null: none). */
+  readonly sleep: Map<number, Footprint> | null;
 }
+
+const inBacktrack = (n: Node, t: number): boolean =>
+  n.thread === t || (n.backtrack !== null && n.backtrack.includes(t)) || n.done?.has(t) === true;
+const addBacktrack = (n: Node, t: number): void => {
+  if (!inBacktrack(n, t)) (n.backtrack ??= []).push(t);
+};
 
 /** Per object: the last write, and reads and commuting updates since, per thread. */
 interface ObjRec {
@@ -111,6 +118,7 @@ class RaceTracker {
   private readonly objs = new Map<number, ObjRec>();
   private readonly locks = new Map<number, LockRec>();
   private readonly cands: number[] = [];
+  private readonly joins: number[] = [];
 
   /**
    * Record transition `d` of thread `p` and push onto `races` the earlier transitions it
@@ -121,7 +129,8 @@ class RaceTracker {
   add(d: number, p: number, f: Footprint, blocking: boolean, races: number[]): void {
     const cands = this.cands;
     cands.length = 0;
-    const joins: number[] = [];
+    const joins = this.joins;
+    joins.length = 0;
     if (f.all) {
       for (let q = 0; q < this.lastOf.length; q++) if (q !== p && this.lastOf[q] !== undefined) cands.push(this.lastOf[q]!);
     } else {
@@ -184,8 +193,8 @@ class RaceTracker {
       const m = f.objs[i + 1]!;
       if (m === W) {
         rec.w = d;
-        rec.reads = [];
-        rec.adds = [];
+        rec.reads.length = 0;
+        rec.adds.length = 0;
       } else if (m === R) rec.reads[p] = d;
       else rec.adds[p] = d;
     }
@@ -197,8 +206,8 @@ class RaceTracker {
         if (f.lockWrite) l.lastWriteRel = d;
       } else if (f.lockWrite) {
         l.wAcq = d;
-        l.rAcqs = [];
-        l.rels = [];
+        l.rAcqs.length = 0;
+        l.rels.length = 0;
       } else l.rAcqs[p] = d;
     }
   }
@@ -279,18 +288,19 @@ export function dpor(program: Program, o: DporOptions): DporResult {
             throw new ModelBug(`nondeterministic program: at step ${d} threads [${enabled.join(",")}] can run, before [${known.enabled.join(",")}]`);
           return known.thread;
         }
-        const sleep = new Map<number, Footprint>();
+        let sleep: Map<number, Footprint> | null = null;
         const parent = stack[d - 1];
         if (parent !== undefined) {
           const pf = parent.fp!;
           for (const m of [parent.sleep, parent.done])
-            for (const [u, f] of m) if (u !== parent.thread && !dependent(f, pf)) sleep.set(u, f);
+            if (m !== null) for (const [u, f] of m) if (u !== parent.thread && !dependent(f, pf)) (sleep ??= new Map()).set(u, f);
         }
         let t = -1;
-        if (enabled.includes(prev) && !sleep.has(prev)) t = prev;
-        else for (const u of enabled) if (!sleep.has(u)) { t = u; break; }
+        if (enabled.includes(prev) && sleep?.has(prev) !== true) t = prev;
+        else for (const u of enabled) if (sleep?.has(u) !== true) { t = u; break; }
         if (t < 0) return -1;
-        stack.push({ enabled: [...enabled], thread: t, fp: null, backtrack: new Set([t]), done: new Map(), sleep });
+        // runOnce hands over a fresh `enabled` array at every step: keep it.
+        stack.push({ enabled, thread: t, fp: null, backtrack: null, done: null, sleep });
         return t;
       },
       footprint: (p, s, objs, all, next) => {
@@ -304,10 +314,10 @@ export function dpor(program: Program, o: DporOptions): DporResult {
           // transition there starts the reversed sequence will do (a source set).
           const node = stack[i]!;
           const initials = races.initials(i, d);
-          if (initials.some((q) => node.backtrack.has(q))) continue;
+          if (initials.some((q) => inBacktrack(node, q))) continue;
           const q = initials.includes(p) ? p : initials[0]!;
-          if (node.enabled.includes(q)) node.backtrack.add(q);
-          else for (const u of node.enabled) node.backtrack.add(u);
+          if (node.enabled.includes(q)) addBacktrack(node, q);
+          else for (const u of node.enabled) addBacktrack(node, u);
         }
       },
     });
@@ -321,9 +331,10 @@ export function dpor(program: Program, o: DporOptions): DporResult {
     for (;;) {
       const node = stack[stack.length - 1];
       if (node === undefined) return { failing: null, schedules, steps, traces, cut, complete: true };
-      if (node.fp !== null) node.done.set(node.thread, node.fp);
+      if (node.fp !== null) (node.done ??= new Map()).set(node.thread, node.fp);
       let next = -1;
-      for (const u of node.backtrack) if (!node.done.has(u) && !node.sleep.has(u)) { next = u; break; }
+      if (node.backtrack !== null)
+        for (const u of node.backtrack) if (node.done?.has(u) !== true && node.sleep?.has(u) !== true) { next = u; break; }
       if (next >= 0) {
         node.thread = next;
         node.fp = null;
