@@ -3,7 +3,7 @@
 // Commands that interleave threads need the generator build; everything else runs the
 // direct build, where the step announcements are stripped.
 const cmd = process.argv[2];
-const stepped = cmd === "explore" || cmd === "replay" || cmd === "seed-demo";
+const stepped = cmd === "explore" || cmd === "replay" || cmd === "seed-demo" || cmd === "audit";
 const { main } = await import(stepped ? "../dist/gen/cli/main.js" : "../dist/direct/cli/main.js");
 process.exitCode = main(process.argv.slice(2), {
   out: (s) => process.stdout.write(s),

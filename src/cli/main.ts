@@ -6,7 +6,7 @@ import { KernelBug } from "../kernel/index.js";
 import { ScenarioError, TSV_HEADER, kvmtdpTsv, parseKvmtdp, runKvmtdp, type KvmtdpCommand } from "../scenarios/index.js";
 import { spteCommand } from "./spte-cmd.js";
 import { BENCH_OPS, UsageProblem, bench, type BenchOp } from "./bench.js";
-import { ExploreUsage, exploreCommand, replayCommand, variantsCommand } from "./explore-cmd.js";
+import { ExploreUsage, auditCommand, exploreCommand, replayCommand, variantsCommand } from "./explore-cmd.js";
 import { StaleToken } from "../explore/index.js";
 import { ScenarioJsonError } from "../scenarios/index.js";
 import { IoctlError } from "../mmu/index.js";
@@ -33,6 +33,8 @@ commands:
   replay TOKEN SCENARIO.json [--json]
                           re-run the schedule a violation report printed
   variants [--json]       the switches that put historical bugs back
+  audit SCENARIO.json [--variant V]... [--runs N] [--seed S]
+                          check that steps treated as commuting commute (exit 1 if not)
   seed-demo               the seed rule, shown: explore the bundled seed scenario twice
   demo                    run the oracle's sample scenario and show its trace
   help                    this text
@@ -65,6 +67,8 @@ export function main(argv: readonly string[], io: Out): number {
         return replayCommand(rest, io);
       case "variants":
         return variantsCommand(rest, io);
+      case "audit":
+        return auditCommand(rest, io);
       case "seed-demo":
         return seedDemo(io);
       case undefined:
