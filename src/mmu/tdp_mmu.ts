@@ -244,6 +244,10 @@ export const tdpMmuMaxGfnExclusive = (kvm: Kvm): number => kvmMmuMaxGfn(kvm.mask
 export function* kvmUpdatePageStats(kvm: Kvm, level: number, count: number): Gen<void> {
   yield* atomicAdd(kvm.statIds.pages[level - 1]!, `kvm_update_page_stats(L${level}, ${count})`);
   kvm.stat.pages[level - 1]! += count;
+  if (kvm.tracer.on) {
+    const [pages4k, pages2m, pages1g] = kvm.stat.pages as [number, number, number];
+    kvm.tracer.emit({ ev: "kvm_tdp_mmu_page_stats", pages4k, pages2m, pages1g });
+  }
 }
 
 /** account_huge_nx_page() */

@@ -2,6 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import fs from "node:fs";
+import path from "node:path";
+import { isLastSpte, isShadowPresentPte } from "../spte/index.js";
 import { ScenarioError, checkNoLeaks, checkPageStats, parseCNumber, parseKvmtdp, runKvmtdp, type KvmtdpCommand } from "./index.js";
 
 const ok = "mem 0 0 0x200000 nohuge\n";
@@ -109,4 +112,38 @@ test("property: page stats equal the present leaves per level, and teardown leav
     }),
     { numRuns: 60, seed: 0x7d9 },
   );
+});
+
+test("page-stats trace events follow the SPTE changes: one event per change of leaf count, with the running totals", () => {
+  // The oracle's sample: 4K and huge slots, madvise, dirty logging, memslot changes.
+  const file = path.join(path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../.."), "tools/oracle/scenario.txt");
+  const r = runKvmtdp(parseKvmtdp(file, fs.readFileSync(file, "utf8")));
+  const totals = [0, 0, 0];
+  let events = 0;
+  let changes = 0;
+  let splits = 0;
+  // A split fills the new table before linking it (those writes are not traced), then
+  // accounts its 512 children in one update, after the traced change of the parent.
+  let pendingSplit = 0;
+  for (const { event: e } of r.kvm.tracer.records) {
+    if (e.ev === "kvm_tdp_mmu_spte_changed" && e.level <= 3) {
+      const leaf = (x: bigint): boolean => isShadowPresentPte(x) && isLastSpte(x, e.level);
+      const d = (leaf(e.newSpte) ? 1 : 0) - (leaf(e.oldSpte) ? 1 : 0);
+      totals[e.level - 1]! += d;
+      if (d !== 0) changes++;
+      if (leaf(e.oldSpte) && e.level > 1 && isShadowPresentPte(e.newSpte) && !leaf(e.newSpte)) pendingSplit = e.level - 1;
+    } else if (e.ev === "kvm_tdp_mmu_page_stats") {
+      events++;
+      const got = [e.pages4k, e.pages2m, e.pages1g];
+      if (pendingSplit > 0 && got.join() !== totals.join()) {
+        totals[pendingSplit - 1]! += 512;
+        pendingSplit = 0;
+        splits++;
+      }
+      assert.deepEqual(got, totals);
+    }
+  }
+  assert.ok(changes > 0 && splits > 0);
+  assert.equal(events, changes + splits);
+  assert.deepEqual(totals, r.kvm.stat.pages);
 });
