@@ -23,6 +23,8 @@ interface ZooEntry {
   readonly cleanBound: number;
   /** Large scenarios are searched with PCT at a pinned seed (sampled, not exhaustive). */
   readonly pct?: boolean;
+  /** PCT's depth, seed and schedule budget, if not 3, 1 and 100. */
+  readonly pctAt?: readonly [depth: number, seed: number, schedules: number];
 }
 
 const zoo: ZooEntry[] = [
@@ -42,19 +44,28 @@ const zoo: ZooEntry[] = [
   { scenario: "zap-all-skips-straddling-nonleaf", variant: "zap-all-skips-straddling-nonleaf", check: "leaks", preemptions: 0, cleanBound: 1 },
   { scenario: "wrprot-skips-mmu-writable", variant: "wrprot-skips-mmu-writable", check: "write-track", preemptions: 0, cleanBound: 1 },
   { scenario: "notifier-skips-invalid-roots", variant: "notifier-skips-invalid-roots", check: "zap-post", preemptions: 1, cleanBound: 1, pct: true },
+  {
+    scenario: "notifier-unmap-unsafe-root-iter",
+    variant: "notifier-unmap-unsafe-root-iter",
+    check: "rcu",
+    preemptions: 0,
+    cleanBound: 0,
+    pct: true,
+    pctAt: [5, 8, 400],
+  },
 ];
 
-const run = (file: string, variants: string[], preemptions: number, pct = false) => {
+const run = (file: string, variants: string[], preemptions: number, pct = false, pctAt: ZooEntry["pctAt"] = [3, 1, 100]) => {
   const sc = parseScenario(file, fs.readFileSync(file, "utf8"), variants);
   return explore(makeProgram(sc) as unknown as () => Execution, {
     strategy: pct ? "pct" : "dpor",
     preemptions,
     por: false,
-    seed: 1,
-    maxSchedules: pct ? 100 : 5000,
+    seed: pct ? pctAt[1] : 1,
+    maxSchedules: pct ? pctAt[2] : 5000,
     maxSteps: 50_000,
     budgetMs: 1e12,
-    pctDepth: 3,
+    pctDepth: pctAt[0],
     now: () => performance.now(),
   });
 };
@@ -62,11 +73,11 @@ const run = (file: string, variants: string[], preemptions: number, pct = false)
 for (const z of zoo) {
   const file = path.join(root, "scenarios", `${z.scenario}.json`);
   test(`zoo: ${z.variant} is found on ${z.scenario}`, () => {
-    const r = run(file, [z.variant], z.preemptions, z.pct === true);
+    const r = run(file, [z.variant], z.preemptions, z.pct === true, z.pctAt);
     assert.equal(r.violation?.check, z.check, r.violation?.message ?? r.summary);
   });
   test(`zoo: ${z.scenario} is clean without the variant`, () => {
-    const r = run(file, [], z.cleanBound, z.pct === true);
+    const r = run(file, [], z.cleanBound, z.pct === true, z.pctAt);
     assert.equal(r.violation, null, r.violation?.message);
     if (z.pct !== true) assert.equal(r.complete, true, r.summary);
     if (full) {
