@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // `tdpmmu explore`, `tdpmmu replay` and `tdpmmu variants`.
 import fs from "node:fs";
+import { ArgReader } from "./args.js";
 import { performance } from "node:perf_hooks";
 import { kernelFrames } from "../kernel/index.js";
 import { StaleToken, auditCommutation, decodeToken, encodeToken, explore, fingerprint, runOnce, type Execution, type Strategy, type Violation } from "../explore/index.js";
@@ -154,37 +155,27 @@ export function exploreCommand(args: readonly string[], io: Io): number {
   let pctDepth = 3;
   let json = false;
   const variants: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const val = (): string => {
-      const v = args[++i];
-      if (v === undefined) throw new ExploreUsage(`explore: ${a} needs a value`);
-      return v;
-    };
-    const int = (v: string, lo: number, hi: number): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < lo || n > hi) throw new ExploreUsage(`explore: ${a} takes an integer ${lo}..${hi}, got '${v}'`);
-      return n;
-    };
+  const opts = new ArgReader("explore", args, (m) => new ExploreUsage(m));
+  for (let a = opts.next(); a !== undefined; a = opts.next()) {
     if (a === "--strategy") {
-      const v = val();
+      const v = opts.value(a);
       if (v !== "dpor" && v !== "random" && v !== "pct") throw new ExploreUsage(`explore: --strategy takes dpor|random|pct, got '${v}'`);
       strategy = v;
     } else if (a === "--preemptions") {
-      preemptions = int(val(), 0, 50);
+      preemptions = opts.int(a, 0, 50);
       por = false;
     }
-    else if (a === "--pct-depth") pctDepth = int(val(), 1, 20);
-    else if (a === "--seed") seed = int(val(), 0, 2 ** 31);
-    else if (a === "--max-schedules") maxSchedules = int(val(), 1, 1e9);
-    else if (a === "--max-steps") maxSteps = int(val(), 1, 1e8);
+    else if (a === "--pct-depth") pctDepth = opts.int(a, 1, 20);
+    else if (a === "--seed") seed = opts.int(a, 0, 2 ** 31);
+    else if (a === "--max-schedules") maxSchedules = opts.int(a, 1, 1e9);
+    else if (a === "--max-steps") maxSteps = opts.int(a, 1, 1e8);
     else if (a === "--budget") {
-      const v = val();
+      const v = opts.value(a);
       const m = /^(\d+)(ms|s|m)?$/.exec(v);
       if (m === null) throw new ExploreUsage(`explore: --budget takes a duration like 60s, 500ms or 2m, got '${v}'`);
       budgetMs = Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "m" ? 60_000 : 1000);
     } else if (a === "--variant") {
-      const v = val();
+      const v = opts.value(a);
       if (VARIANTS[v] === undefined) throw new ExploreUsage(`explore: unknown variant '${v}' (see 'tdpmmu variants')`);
       variants.push(v);
     } else if (a === "--json") json = true;
@@ -274,22 +265,12 @@ export function auditCommand(args: readonly string[], io: Io): number {
   let runs = 40;
   let seed = 1;
   const variants: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const val = (): string => {
-      const v = args[++i];
-      if (v === undefined) throw new ExploreUsage(`audit: ${a} needs a value`);
-      return v;
-    };
-    const int = (v: string, lo: number, hi: number): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < lo || n > hi) throw new ExploreUsage(`audit: ${a} takes an integer ${lo}..${hi}, got '${v}'`);
-      return n;
-    };
-    if (a === "--runs") runs = int(val(), 1, 100_000);
-    else if (a === "--seed") seed = int(val(), 0, 2 ** 31);
+  const opts = new ArgReader("audit", args, (m) => new ExploreUsage(m));
+  for (let a = opts.next(); a !== undefined; a = opts.next()) {
+    if (a === "--runs") runs = opts.int(a, 1, 100_000);
+    else if (a === "--seed") seed = opts.int(a, 0, 2 ** 31);
     else if (a === "--variant") {
-      const v = val();
+      const v = opts.value(a);
       if (VARIANTS[v] === undefined) throw new ExploreUsage(`audit: unknown variant '${v}' (see 'tdpmmu variants')`);
       variants.push(v);
     } else if (a.startsWith("-")) throw new ExploreUsage(`audit: unknown option '${a}'`);

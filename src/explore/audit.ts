@@ -4,7 +4,7 @@
 // threads that the reduction treats as commuting, and compares the state afterwards.
 import { Prng } from "../base/index.js";
 import { dependent, footprintOf, type Footprint } from "./dpor.js";
-import { runOnce, type Program } from "./explorer.js";
+import { runOnce, type Program } from "./run.js";
 
 export interface AuditFinding {
   /** The schedule up to and including the moved step (original order). */

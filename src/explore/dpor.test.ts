@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { blockingStep, step, type Gen } from "../rt/index.js";
 import { dpor, runOnce, type Execution, type Program } from "./index.js";
+import { lockOrder, racyCounter } from "./toys.js";
 
 /** A load, a store, a commuting add, or a wait until the variable is 0 (like a flush waiting for vCPUs to leave guest mode). */
 type Op = { k: "r" | "w" | "a" | "wait"; obj: number; val: number; lock: "none" | "r" | "w" };
@@ -136,47 +137,8 @@ test("DPOR runs one schedule per trace where the traces can be counted", () => {
 });
 
 test("DPOR finds the lost update and the lock-order deadlock, and proves one thread clean", () => {
-  const racy: Program = () => {
-    let x = 0;
-    const inc = function* (): Gen<void> {
-      yield step("read", 1, "r", "load x");
-      const t = x;
-      yield step("write", 1, "w", "store x");
-      x = t + 1;
-    };
-    return {
-      threads: [0, 1].map((i) => ({ name: `t${i}`, body: inc })),
-      setCurrent: () => {},
-      afterStep: () => null,
-      atEnd: () => (x === 2 ? null : { check: "lost-update", message: `x = ${x}` }),
-      classify: () => null,
-    };
-  };
-  assert.equal(dpor(racy, reduce).failing?.violation?.check, "lost-update");
-  const owner = [-1, -1];
-  let cur = 0;
-  const take = function* (l: number): Gen<void> {
-    yield blockingStep("lock", 10 + l, "w", `lock ${l}`, () => owner[l] === -1);
-    owner[l] = cur;
-  };
-  const drop = function* (l: number): Gen<void> {
-    yield step("unlock", 10 + l, "w", `unlock ${l}`);
-    owner[l] = -1;
-  };
-  const abba: Program = () => {
-    owner[0] = owner[1] = -1;
-    return {
-      threads: [
-        { name: "ab", body: function* () { yield* take(0); yield* take(1); yield* drop(1); yield* drop(0); } },
-        { name: "ba", body: function* () { yield* take(1); yield* take(0); yield* drop(0); yield* drop(1); } },
-      ],
-      setCurrent: (t: number) => void (cur = t),
-      afterStep: () => null,
-      atEnd: () => null,
-      classify: () => null,
-    };
-  };
-  assert.equal(dpor(abba, reduce).failing?.violation?.check, "deadlock");
+  assert.equal(dpor(racyCounter(), reduce).failing?.violation?.check, "lost-update");
+  assert.equal(dpor(lockOrder(), reduce).failing?.violation?.check, "deadlock");
   const single = new Set<string>();
   const one = dpor(program([[{ k: "w", obj: 0, val: 1, lock: "w" }]], single), reduce);
   assert.equal(one.complete, true);

@@ -17,7 +17,7 @@
 // both only made commuting updates ("a"). Lock acquisitions race with each other (read
 // acquisitions do not race among themselves); releases only order what follows.
 import { waitersOf, type Step } from "../rt/index.js";
-import { ModelBug, runOnce, type Program, type RunResult } from "./explorer.js";
+import { ModelBug, runOnce, type Program, type RunResult } from "./run.js";
 
 const R = 0;
 const W = 1;

@@ -3,80 +3,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { blockingStep, step, type Gen, type Step } from "../rt/index.js";
-import { decodeToken, encodeToken, explore, runOnce, type Execution, type Program, type Strategy } from "./index.js";
+import type { Step } from "../rt/index.js";
+import { decodeToken, encodeToken, explore, runOnce, type Strategy } from "./index.js";
+import { livelock, lockOrder, racyCounter } from "./toys.js";
 
 const now = (): number => 0;
-
-/** Two threads doing x++ as a separate load and store. */
-function racyCounter(threads = 2): Program {
-  return () => {
-    let x = 0;
-    const inc = function* (): Gen<void> {
-      yield step("read", 1, "r", "load x");
-      const t = x;
-      yield step("write", 1, "w", "store x");
-      x = t + 1;
-    };
-    return toyExecution(
-      Array.from({ length: threads }, (_, i) => ({ name: `t${i}`, body: inc })),
-      () => (x === threads ? null : { check: "lost-update", message: `x = ${x}, expected ${threads}` }),
-    );
-  };
-}
-
-/** Two locks taken in opposite orders. */
-function lockOrder(): Program {
-  return () => {
-    const owner = [-1, -1];
-    let cur = 0;
-    const take = function* (l: number): Gen<void> {
-      yield blockingStep("lock", 10 + l, "w", `lock ${l}`, () => owner[l] === -1);
-      owner[l] = cur;
-    };
-    const drop = function* (l: number): Gen<void> {
-      yield step("unlock", 10 + l, "w", `unlock ${l}`);
-      owner[l] = -1;
-    };
-    const ex = toyExecution(
-      [
-        { name: "ab", body: function* () { yield* take(0); yield* take(1); yield* drop(1); yield* drop(0); } },
-        { name: "ba", body: function* () { yield* take(1); yield* take(0); yield* drop(0); yield* drop(1); } },
-      ],
-      () => null,
-    );
-    return { ...ex, setCurrent: (t: number) => void (cur = t) };
-  };
-}
-
-/** Each thread waits politely for the other to go first: a livelock. */
-function livelock(): Program {
-  return () => {
-    const want = [false, false];
-    const polite = (me: number) =>
-      function* (): Gen<void> {
-        for (;;) {
-          yield step("write", 20 + me, "w", "want = true");
-          want[me] = true;
-          yield step("read", 21 - me, "r", "other wants?");
-          if (!want[1 - me]) return;
-          yield step("write", 20 + me, "w", "want = false (back off)");
-          want[me] = false;
-        }
-      };
-    return toyExecution(
-      [
-        { name: "p0", body: polite(0) },
-        { name: "p1", body: polite(1) },
-      ],
-      () => null,
-    );
-  };
-}
-
-function toyExecution(threads: Execution["threads"], atEnd: () => { check: string; message: string } | null): Execution {
-  return { threads, setCurrent: () => {}, afterStep: () => null, atEnd, classify: () => null };
-}
 
 const base = { preemptions: 2, por: false, seed: 1, maxSchedules: 10_000, maxSteps: 200, budgetMs: 1e12, pctDepth: 2, now };
 

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// One execution of a program under a chooser: the machinery every strategy shares.
+//
+// A program is a factory of executions; an execution is a set of threads (generators of
+// steps) plus a check run after every step. The same factory and the same choices always
+// give the same run.
+import { touched, type Gen, type Step } from "../rt/index.js";
+
+export interface Violation {
+  readonly check: string;
+  readonly message: string;
+}
+
+export interface ThreadSpec {
+  readonly name: string;
+  readonly body: () => Gen<void>;
+}
+
+export interface Execution {
+  readonly threads: readonly ThreadSpec[];
+  /** The thread about to run (so the model's notion of "current" follows the scheduler). */
+  setCurrent(thread: number): void;
+  /** After each step: a broken rule, or null. */
+  afterStep(thread: number, step: Step): Violation | null;
+  /** When every thread is done. */
+  atEnd(): Violation | null;
+  /** Turn an exception thrown by a thread into a violation (a kernel BUG) or null (ours). */
+  classify(e: unknown): Violation | null;
+  /** Before each step: every thread's next step (null when done), e.g. to see lock waiters. */
+  observePending?(pending: readonly (Step | null)[]): void;
+  /**
+   * The shared state as "path=value" lines, for checking that steps the explorer treats as
+   * commuting really do (see `auditCommutation`).
+   */
+  stateLines?(): string[];
+}
+
+export type Program = () => Execution;
+
+/** One executed step, for traces. */
+export interface StepRecord {
+  readonly thread: number;
+  readonly step: Step;
+  /** Index into `StepRecord[]` of the schedule; filled by observers. */
+  readonly index: number;
+}
+
+export interface RunResult {
+  readonly schedule: number[];
+  readonly steps: number;
+  readonly violation: Violation | null;
+  readonly preemptions: number;
+  /** At each step: the enabled threads (for the DFS), and who ran last. */
+  readonly choices: { enabled: number[]; prev: number }[];
+  /** The chooser stopped the run early (partial-order reduction: nothing new below). */
+  readonly cut?: boolean;
+}
+
+/** Our own machinery broke: not a finding about the kernel. */
+export class ModelBug extends Error {
+  readonly kind = "model-bug";
+}
+
+/** A schedule token that does not fit the program any more. */
+export class StaleToken extends Error {
+  readonly kind = "usage";
+}
+
+export interface RunOptions {
+  readonly maxSteps: number;
+  /**
+   * Pick a thread among `enabled`; `prev` ran the last step (-1 at the start). -1 stops the
+   * run here (it is reported with `cut`).
+   */
+  readonly choose: (enabled: readonly number[], prev: number, depth: number) => number;
+  readonly observe?: (r: StepRecord) => void;
+  /**
+   * After each step, with what it touched beyond its announced object (pairs of object and
+   * mode 0 r, 1 w, 2 a; `all` when it commutes with nothing) and the thread's next step.
+   */
+  readonly footprint?: (thread: number, step: Step, objs: readonly number[], all: boolean, next: Step | null) => void;
+  /** Called with the execution when the chooser stops the run. */
+  readonly atCut?: (ex: Execution) => void;
+}
+
+/** Run one execution to the end, a violation, or the step bound. */
+export function runOnce(program: Program, opts: RunOptions): RunResult {
+  const ex = program();
+  const n = ex.threads.length;
+  const gens: (Gen<void> | null)[] = [];
+  const pending: (Step | null)[] = [];
+  const schedule: number[] = [];
+  const choices: { enabled: number[]; prev: number }[] = [];
+  let preemptions = 0;
+  const fail = (v: Violation): RunResult => ({ schedule, steps: schedule.length, violation: v, preemptions, choices });
+  // Start every thread: run it to its first announced step.
+  for (let t = 0; t < n; t++) {
+    ex.setCurrent(t);
+    const g = ex.threads[t]!.body();
+    try {
+      const r = g.next();
+      gens.push(r.done ? null : g);
+      pending.push(r.done ? null : r.value);
+    } catch (e) {
+      const v = ex.classify(e);
+      if (v === null) throw e;
+      return fail(v);
+    }
+  }
+  let prev = -1;
+  // For fair yields: the step index of each thread's last spin and last step.
+  const lastSpin: number[] = new Array<number>(n).fill(-1);
+  const lastStep: number[] = new Array<number>(n).fill(-1);
+  const othersSince = (t: number, k: number): boolean => lastStep.some((s, u) => u !== t && s > k);
+  for (;;) {
+    const enabled: number[] = [];
+    let alive = 0;
+    for (let t = 0; t < n; t++) {
+      const s = pending[t];
+      if (s === null || s === undefined) continue;
+      alive++;
+      if (s.enabled === undefined || s.enabled()) enabled.push(t);
+    }
+    // Fairness (a fair yield): a thread that spun may spin again only after some other
+    // thread has taken a step, or when nobody else can run. So a spinner still races with
+    // the others, but can never starve the thread it waits for.
+    if (enabled.length > 1) {
+      const ok = enabled.filter((t) => pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!));
+      if (ok.length > 0 && ok.length < enabled.length) enabled.splice(0, enabled.length, ...ok);
+    }
+    if (alive === 0) {
+      const v = ex.atEnd();
+      return { schedule, steps: schedule.length, violation: v, preemptions, choices };
+    }
+    if (enabled.length === 0) {
+      const waits = pending.map((s, t) => (s === null ? null : `${ex.threads[t]!.name} waits for ${s!.label}`)).filter((x) => x !== null);
+      return fail({ check: "deadlock", message: `no thread can run: ${waits.join("; ")}` });
+    }
+    if (schedule.length >= opts.maxSteps) return fail({ check: "progress", message: `still running after ${opts.maxSteps} steps` });
+    ex.observePending?.(pending);
+    const t = opts.choose(enabled, prev, schedule.length);
+    if (t === -1) {
+      opts.atCut?.(ex);
+      return { schedule, steps: schedule.length, violation: null, preemptions, choices, cut: true };
+    }
+    if (!enabled.includes(t)) throw new StaleToken(`thread ${t} cannot run at step ${schedule.length}`);
+    choices.push({ enabled, prev });
+    if (prev >= 0 && t !== prev && enabled.includes(prev)) preemptions++;
+    schedule.push(t);
+    const s = pending[t]!;
+    lastStep[t] = schedule.length - 1;
+    if (s.spin === true) lastSpin[t] = schedule.length - 1;
+    ex.setCurrent(t);
+    let r: IteratorResult<Step, void>;
+    if (opts.footprint !== undefined) {
+      touched.on = true;
+      touched.objs.length = 0;
+      touched.all = false;
+    }
+    try {
+      r = gens[t]!.next();
+    } catch (e) {
+      touched.on = false;
+      const v = ex.classify(e);
+      if (v === null) throw e;
+      opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
+      return fail(v);
+    }
+    touched.on = false;
+    pending[t] = r.done ? null : r.value;
+    if (r.done) gens[t] = null;
+    opts.footprint?.(t, s, touched.objs, touched.all, pending[t] ?? null);
+    opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
+    const v = ex.afterStep(t, s);
+    if (v !== null) return fail(v);
+    prev = t;
+  }
+}
