@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// The explorer: runs a program's threads under a deterministic scheduler, re-executing
-// from the start for every schedule, and looks for a schedule that breaks a check.
-//
-// It knows nothing of the model. A program is a factory of executions; an execution is a
-// set of threads (generators of steps) plus a check run after every step. The same
-// factory, seed and schedule always give the same run.
+// The explorer: the strategies that choose schedules for runOnce() (run.ts), re-executing
+// the program from the start for every schedule, and the replay tokens. It knows nothing of
+// the model; the same program, seed and schedule always give the same run.
 import { fnv1a, Prng } from "../base/index.js";
 import { dpor } from "./dpor.js";
 import { StaleToken, runOnce, type Program, type RunResult, type Violation } from "./run.js";
