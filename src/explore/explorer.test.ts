@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Step } from "../rt/index.js";
-import { decodeToken, encodeToken, explore, runOnce, type Strategy } from "./index.js";
+import { decodeToken, encodeToken, explore, runOnce, shrink, type Strategy } from "./index.js";
 import { livelock, lockOrder, racyCounter } from "./toys.js";
 
 const now = (): number => 0;
@@ -81,4 +81,16 @@ test("determinism self-check: the same schedule twice gives the same step sequen
     return out;
   };
   assert.deepEqual(run(), run());
+});
+
+test("shrink: a failing schedule with many switches comes back with fewer, still failing the same way", () => {
+  // Three threads doing x++, switched after every step: a lost update with 5 preemptions.
+  const r = runOnce(racyCounter(3), { maxSteps: 100, choose: (e, _p, d) => e[d % e.length]! });
+  assert.equal(r.violation?.check, "lost-update");
+  assert.ok(r.preemptions >= 3, `${r.preemptions}`);
+  const m = shrink(racyCounter(3), r, 100, 200);
+  assert.equal(m.r.violation?.check, "lost-update");
+  assert.ok(m.r.preemptions < r.preemptions, `${m.r.preemptions} < ${r.preemptions}`);
+  assert.equal(m.r.preemptions, 1);
+  assert.ok(m.tries <= 200);
 });

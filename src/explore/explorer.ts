@@ -87,7 +87,12 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       steps += r.steps;
       runLength = Math.max(runLength, r.steps);
       if (schedules % 200 === 0) o.progress?.(schedules, 0);
-      if (r.violation !== null) return out(r.violation, r.schedule, r.preemptions, false, `sampled: violation in schedule ${schedules}`);
+      if (r.violation !== null) {
+        const at = schedules;
+        const m = shrink(program, r, o.maxSteps, SHRINK_SCHEDULES);
+        schedules += m.tries;
+        return out(m.r.violation, m.r.schedule, m.r.preemptions, false, `sampled: violation in schedule ${at}${shrunkBy(r, m)}`);
+      }
     }
     return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
   }
@@ -176,11 +181,70 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
   });
   steps += d.steps;
   const bounded = `none with up to ${o.preemptions} preemption(s)`;
-  if (d.failing !== null)
-    return out(d.failing.violation, d.failing.schedule, d.failing.preemptions, false, `found by the unbounded search after ${d.schedules} schedules (${bounded})`);
+  if (d.failing !== null) {
+    const m = shrink(program, d.failing, o.maxSteps, SHRINK_SCHEDULES);
+    schedules += m.tries;
+    return out(m.r.violation, m.r.schedule, m.r.preemptions, false, `found by the unbounded search after ${d.schedules} schedules (${bounded})${shrunkBy(d.failing, m)}`);
+  }
   if (!d.complete)
     return out(null, [], 0, false, `incomplete: budget ran out after ${d.traces} traces of the unbounded search (${bounded}: exhaustive)`);
   return out(null, [], 0, true, `exhaustive: all ${d.traces} traces, no preemption bound (${d.schedules} schedules, ${d.cut} cut by sleep sets)`);
+}
+
+/**
+ * Make a failing schedule simpler by moving a thread's next run of steps up to where it
+ * was preempted (one context switch fewer), keeping each change after which a run still
+ * breaks the same check with no more preemptions and no more steps. Runs that diverge from
+ * the edited schedule follow it where they can.
+ */
+export function shrink(program: Program, failing: RunResult, maxSteps: number, budget: number): { r: RunResult; tries: number } {
+  let best = failing;
+  let tries = 0;
+  const check = failing.violation!.check;
+  const blocksOf = (s: readonly number[]): [number, number][] => {
+    const out: [number, number][] = [];
+    for (const t of s) {
+      const last = out[out.length - 1];
+      if (last !== undefined && last[0] === t) last[1]++;
+      else out.push([t, 1]);
+    }
+    return out;
+  };
+  for (let improved = true; improved && tries < budget; ) {
+    improved = false;
+    const blocks = blocksOf(best.schedule);
+    for (let i = blocks.length - 1; i >= 1 && tries < budget && !improved; i--) {
+      const t = blocks[i - 1]![0];
+      const j = blocks.findIndex((b, k) => k > i && b[0] === t);
+      if (j < 0) continue;
+      const edited = [...blocks.slice(0, i - 1), [t, blocks[i - 1]![1] + blocks[j]![1]] as [number, number], ...blocks.slice(i, j), ...blocks.slice(j + 1)];
+      const want = edited.flatMap(([u, n]) => new Array<number>(n).fill(u));
+      tries++;
+      const r = runOnce(program, {
+        maxSteps,
+        choose: (enabled, prev) => {
+          // The next thread the edited schedule wants that can run now; else carry on.
+          for (let m = 0; m < want.length; m++)
+            if (enabled.includes(want[m]!)) {
+              const u = want[m]!;
+              want.splice(m, 1);
+              return u;
+            }
+          return enabled.includes(prev) ? prev : enabled[0]!;
+        },
+      });
+      if (r.violation?.check === check && r.preemptions <= best.preemptions && r.schedule.length <= best.schedule.length && (r.preemptions < best.preemptions || r.schedule.length < best.schedule.length || blocksOf(r.schedule).length < blocks.length)) {
+        best = r;
+        improved = true;
+      }
+    }
+  }
+  return { r: best, tries };
+}
+
+function shrunkBy(from: RunResult, m: { r: RunResult; tries: number }): string {
+  if (m.r === from) return "";
+  return `, shrunk from ${from.preemptions} to ${m.r.preemptions} preemption(s) and ${from.schedule.length} to ${m.r.schedule.length} steps (${m.tries} more schedules)`;
 }
 
 /** The order in which a choice point's alternatives are tried: the running thread first. */
