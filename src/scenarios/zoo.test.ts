@@ -190,6 +190,7 @@ const crowded: [scenario: string, variant: string | null, check: string, hunt: H
   ["zap-all-skips-straddling-nonleaf", "zap-all-skips-straddling-nonleaf", "leaks", { pct: [3, 1] }],
   ["wrprot-skips-mmu-writable", "wrprot-skips-mmu-writable", "write-track", { pct: [3, 1] }],
   ["notifier-skips-invalid-roots", "notifier-skips-invalid-roots", "zap-post", { pct: [3, 1] }],
+  ["notifier-unmap-unsafe-root-iter", "notifier-unmap-unsafe-root-iter", "rcu", { pct: [6, 2] }],
   ["sp-list-link-after-publish", null, "sp-lists", { pct: [3, 2] }],
   ["clear-dirty-retry-nonleaf", null, "transitions", { pct: [3, 1] }],
 ];
