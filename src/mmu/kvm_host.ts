@@ -86,6 +86,7 @@ export class KvmMemorySlot {
     }
   }
 
+  /** MODEL: base_gfn + npages, the first gfn past the slot. */
   get endGfn(): number {
     return this.baseGfn + this.npages;
   }
@@ -219,6 +220,7 @@ export class Kvm {
     this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId() };
   }
 
+  /** MODEL: is variant `name` (a historical bug put back, see VARIANTS) switched on? */
   variant(name: string): boolean {
     return this.variants.has(name);
   }

@@ -236,6 +236,7 @@ export function zapObligation(kvm: Kvm, asId: number, start: number, end: number
   }
 }
 
+/** MODEL: the first gfn in [start, end) that a present leaf under table `t` maps (checks). */
 function firstPresentLeaf(kvm: Kvm, t: import("../kernel/index.js").Table, level: number, base: number, start: number, end: number): number | null {
   const span = kvmPagesPerHpage(level);
   for (let i = 0; i < 512; i++) {
@@ -396,6 +397,7 @@ export function* kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange |
   }
 }
 
+/** __kvm_set_memory_region(): validate the change, then invalidate, publish and commit. */
 function* __kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null> {
   const set = kvm.memslots[mem.asId]!;
   const old = set.slots.get(mem.slot);
@@ -457,6 +459,7 @@ function* __kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null
   return change;
 }
 
+/** kvm_copy_memslot(), with the new base gfn and flags the update asks for. */
 function cloneSlot(s: KvmMemorySlot, baseGfn: number, flags: number): KvmMemorySlot {
   const c = new KvmMemorySlot(s.id, s.asId, baseGfn, s.npages, s.userspaceAddr, flags);
   if (baseGfn === s.baseGfn) c.dirtyBitmap = s.dirtyBitmap;
@@ -523,6 +526,7 @@ export function* kvmGetDirtyLog(kvm: Kvm, asId: number, slotId: number): Gen<num
   return dirty;
 }
 
+/** MODEL: the gfns whose bits are set in the slot's dirty bitmap (what userspace reads). */
 function collect(slot: KvmMemorySlot, out: number[]): void {
   touch(objOf.dirtyBitmap(slot.asId, slot.id), "r");
   for (let i = 0; i < slot.dirtyBitmap.length; i++) {

@@ -50,6 +50,8 @@ import {
   ROLE_DIRECT,
   ROLE_EFER_NX,
   ROLE_SMM_SHIFT,
+  __ffs,
+  __fls,
   roleAdDisabled,
   roleInvalid,
   roleLevel,
@@ -238,6 +240,7 @@ export function* kvmMmuFreeObsoleteRoots(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
 // ---------------------------------------------------------------------------------------
 // Page faults
 
+/** The struct kvm_page_fault initializer of kvm_mmu_do_page_fault(). */
 function newFault(kvm: Kvm, gpa: number, errorCode: number, prefetch: boolean): KvmPageFault {
   return {
     addr: gpa,
@@ -547,8 +550,8 @@ export function* kvmMmuSlotTrySplitHugePages(kvm: Kvm, slot: KvmMemorySlot, targ
 export function* kvmArchMmuEnableLogDirtyPtMasked(kvm: Kvm, slot: KvmMemorySlot, gfnOffset: number, mask: bigint): Gen<void> {
   // kvm_dirty_log_manual_protect_and_init_set()
   if (kvm.manualDirtyLogInitSet) {
-    const lo = lowBit(mask);
-    const hi = highBit(mask);
+    const lo = __ffs(mask);
+    const hi = __fls(mask);
     const start = slot.baseGfn + gfnOffset + lo;
     const end = slot.baseGfn + gfnOffset + hi;
     if (kvm.params.eagerPageSplit) yield* kvmTdpMmuTrySplitHugePages(kvm, slot, start, end, PG_LEVEL_4K, false);
@@ -558,16 +561,7 @@ export function* kvmArchMmuEnableLogDirtyPtMasked(kvm: Kvm, slot: KvmMemorySlot,
   yield* kvmTdpMmuClearDirtyPtMasked(kvm, slot, slot.baseGfn + gfnOffset, mask, !kvm.params.pml);
 }
 
-function lowBit(mask: bigint): number {
-  let i = 0;
-  while (((mask >> BigInt(i)) & 1n) === 0n) i++;
-  return i;
-}
-function highBit(mask: bigint): number {
-  let i = 63;
-  while (((mask >> BigInt(i)) & 1n) === 0n) i--;
-  return i;
-}
+
 
 /**
  * kvm_recover_nx_lpages(): zap the oldest NX-split page tables so huge pages can return.

@@ -28,11 +28,30 @@ export const ROLE_AD_DISABLED = 1 << 16;
 export const ROLE_GUEST_MODE = 1 << 17;
 export const ROLE_SMM_SHIFT = 24;
 
+/** role.level */
 export const roleLevel = (role: number): number => role & ROLE_LEVEL_MASK;
+/** MODEL: the role with another level (the kernel assigns role.level in a copy). */
 export const roleWithLevel = (role: number, level: number): number => (role & ~ROLE_LEVEL_MASK) | level;
+/** role.invalid */
 export const roleInvalid = (role: number): boolean => (role & ROLE_INVALID) !== 0;
+/** role.ad_disabled */
 export const roleAdDisabled = (role: number): boolean => (role & ROLE_AD_DISABLED) !== 0;
+/** role.access */
 export const roleAccess = (role: number): number => (role >>> ROLE_ACCESS_SHIFT) & 7;
+
+/** __ffs(): the lowest set bit of a non-zero mask. */
+export function __ffs(mask: bigint): number {
+  let i = 0;
+  while (((mask >> BigInt(i)) & 1n) === 0n) i++;
+  return i;
+}
+
+/** __fls(): the highest set bit of a non-zero 64-bit mask. */
+export function __fls(mask: bigint): number {
+  let i = 63;
+  while (((mask >> BigInt(i)) & 1n) === 0n) i--;
+  return i;
+}
 /** kvm_mmu_role_as_id() */
 export const kvmMmuRoleAsId = (role: number): number => ((role >>> ROLE_SMM_SHIFT) & 0xff) !== 0 ? 1 : 0;
 

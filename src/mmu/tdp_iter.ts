@@ -68,10 +68,12 @@ export class TdpIter {
 
   constructor(readonly kvm: Kvm) {}
 
+  /** iter->sptep */
   get sptep(): number {
     return this.table.sptep(this.idx);
   }
 
+  /** tdp_iter_refresh_sptep() */
   private *refresh(): Gen<void> {
     this.table = this.ptPath[this.level - 1]!;
     this.idx = spteIndexOfGfn(this.gfn, this.level);

@@ -37,6 +37,7 @@ import {
   RET_PF_FIXED,
   RET_PF_RETRY,
   RET_PF_SPURIOUS,
+  __ffs,
   kvmMmuPageAsId,
   roleInvalid,
   roleLevel,
@@ -431,6 +432,7 @@ export function* tdpMmuSetSpteAtomic(kvm: Kvm, iter: TdpIter, newSpte: bigint): 
   return 0;
 }
 
+/** try_cmpxchg64() on an SPTE, as tdp_mmu_set_spte_atomic() uses it. */
 function cmpxchgSpte(kvm: Kvm, t: Table, idx: number, old: bigint, v: bigint): Gen<bigint> {
   return cmpxchg(kvm.w, t, idx, old, v);
 }
@@ -482,6 +484,7 @@ export function* __tdpMmuSetSpte(
   return oldSpte;
 }
 
+/** _tdp_mmu_set_spte(): a non-atomic SPTE update under mmu_lock held for write. */
 function* _tdpMmuSetSpte(kvm: Kvm, iter: TdpIter, newSpte: bigint, recordAccTrack: boolean, recordDirtyLog: boolean): Gen<void> {
   kvm.w.warnOn(iter.yielded, "_tdp_mmu_set_spte on a yielded iterator");
   iter.oldSpte = yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, iter.oldSpte, newSpte, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
@@ -1022,7 +1025,7 @@ export function* kvmTdpMmuClearDirtySlot(kvm: Kvm, slot: KvmMemorySlot): Gen<boo
 function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigint, wrprot: boolean): Gen<void> {
   yield* kvm.rcu.rcuReadLock();
   const iter = new TdpIter(kvm);
-  const first = gfn + ffs(mask);
+  const first = gfn + __ffs(mask);
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, first); iter.valid && iter.gfn < gfn + 64; yield* iter.tdpIterNext()) {
     if (mask === 0n) break;
     if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
@@ -1042,11 +1045,6 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
   yield* kvm.rcu.rcuReadUnlock();
 }
 
-function ffs(mask: bigint): number {
-  let i = 0;
-  while (((mask >> BigInt(i)) & 1n) === 0n) i++;
-  return i;
-}
 
 /**
  * kvm_tdp_mmu_clear_dirty_pt_masked()
