@@ -15,6 +15,8 @@ export const objOf = {
   dirtyBitmap: (asId: number, slot: number): number => -(2 ** 48) - asId * 65536 - slot,
   /** A page allocator's pool of frames of one kind. */
   pool: (kind: number): number => -(2 ** 49) - kind,
+  /** A page-table page's header: 0 its root refcount, 1 its flags. */
+  sp: (pfn: number, field: 0 | 1): number => -(2 ** 53) - pfn * 2 - field,
   /** A vCPU's TLB and paging-structure caches. */
   tlb: (vcpu: number): number => -(2 ** 50) - vcpu,
   /** A vCPU's mode (in guest mode or not), which kicks wait on. */

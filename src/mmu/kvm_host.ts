@@ -180,7 +180,7 @@ export class Kvm {
   };
   /** Step footprints: the shared objects that are not SPTEs or locks. */
   readonly statIds: { pages: number[]; nx: number };
-  readonly objIds: { roots: number; invalidateSeq: number; kick: number; requests: number };
+  readonly objIds: { roots: number; invalidateSeq: number; kick: number; requests: number; obligations: number };
   readonly arch = {
     tdpMmuEnabled: true,
     /** Newest first, as list_add_rcu() at the head leaves them. */
@@ -217,7 +217,7 @@ export class Kvm {
     this.mm = new Mm(w);
     this.tracer.current = () => w.current;
     this.statIds = { pages: [w.objId(), w.objId(), w.objId()], nx: w.objId() };
-    this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId() };
+    this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId(), obligations: w.objId() };
   }
 
   /** MODEL: is variant `name` (a historical bug put back, see VARIANTS) switched on? */

@@ -159,7 +159,10 @@ export function kvmMmuInvalidateBegin(kvm: Kvm, start: number, end: number): voi
 /** kvm_mmu_invalidate_end(): bump the sequence before dropping the in-progress count. */
 export function kvmMmuInvalidateEnd(kvm: Kvm): void {
   touch(kvm.objIds.invalidateSeq, "w");
-  if (kvm.zapObligations.length !== 0 && kvm.mmuInvalidateInProgress === 1) kvm.zapObligations.length = 0;
+  if (kvm.zapObligations.length !== 0 && kvm.mmuInvalidateInProgress === 1) {
+    touch(kvm.objIds.obligations, "w");
+    kvm.zapObligations.length = 0;
+  }
   kvm.mmuInvalidateSeq++;
   kvm.mmuInvalidateInProgress--;
   kvm.w.bugOn(kvm.mmuInvalidateInProgress < 0, "mmu_invalidate_in_progress went negative");
@@ -227,7 +230,9 @@ function* __kvmHandleHvaRange(kvm: Kvm, r: HvaRange): Gen<boolean> {
  * that it holds right now.
  */
 export function zapObligation(kvm: Kvm, asId: number, start: number, end: number): void {
+  touch(kvm.objIds.obligations, "w");
   kvm.zapObligations.push({ asId, start, end, thread: kvm.w.current });
+  touch(kvm.objIds.roots, "r");
   for (const root of kvm.arch.tdpMmuRoots) {
     if (((root.role >>> 24) !== 0 ? 1 : 0) !== asId) continue;
     const hit = firstPresentLeaf(kvm, root.spt, root.role & 0xf, 0, start, end);
@@ -242,6 +247,7 @@ function firstPresentLeaf(kvm: Kvm, t: import("../kernel/index.js").Table, level
   for (let i = 0; i < 512; i++) {
     const g = base + i * span;
     if (g >= end || g + span <= start) continue;
+    touch(t.sptep(i), "r");
     const s = t.spt[i]!;
     if (!isShadowPresentPte(s)) continue;
     if (isLastSpte(s, level)) return Math.max(g, start);
@@ -449,6 +455,7 @@ function* __kvmSetMemoryRegion(kvm: Kvm, mem: MemoryRegion): Gen<MrChange | null
   // kvm_arch_commit_memory_region()
   yield* kvmMmuSlotApplyFlags(kvm, old ?? null, next, change);
   if (kvm.checkMemslot && (change === "delete" || change === "move")) {
+    touch(kvm.objIds.roots, "r");
     for (const root of kvm.arch.tdpMmuRoots) {
       if (((root.role >>> 24) !== 0 ? 1 : 0) !== mem.asId) continue;
       const hit = firstPresentLeaf(kvm, root.spt, root.role & 0xf, 0, old!.baseGfn, old!.endGfn);

@@ -4,7 +4,7 @@
 // Every SPTE write goes through tdpMmuSetSpteAtomic() (mmu_lock held for read,
 // compare-and-swap) or __tdpMmuSetSpte() (held for write); both end in
 // handleChangedSpte(), where the tracepoint fires and the bookkeeping happens.
-import { atomicAdd, cmpxchg, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
+import { atomicAdd, cmpxchg, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
 import {
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_1G,
@@ -96,9 +96,13 @@ export function tdpMmuFreeSp(kvm: Kvm, sp: KvmMmuPage): void {
   if (page !== undefined) kvm.w.pages.putPage(page, "unmovable");
 }
 
+/** MODEL: the footprint id of an SP's flags. */
+const spHeader = (sp: KvmMmuPage): number => objOf.sp(sp.spt.pfn, 1);
+
 /** call_rcu(&sp->rcu_head, tdp_mmu_free_sp_rcu_callback) */
 function* callRcuFreeSp(kvm: Kvm, sp: KvmMmuPage): Gen<void> {
   if (sp.freeQueued) kvm.w.report("rcu", `page table 0x${sp.spt.pfn.toString(16)} handed to call_rcu() twice`);
+  touch(spHeader(sp), "w");
   sp.freeQueued = true;
   kvm.pendingFree++;
   yield* kvm.rcu.callRcu("tdp_mmu_free_sp_rcu_callback", () => {
@@ -126,7 +130,7 @@ export function tdpMmuInitChildSp(kvm: Kvm, child: KvmMmuPage, iter: TdpIter): v
 
 /** kvm_tdp_mmu_get_root(): take a reference unless the count already hit zero. */
 export function kvmTdpMmuGetRoot(root: KvmMmuPage): boolean {
-  touch(root.spt.sptep(ENT), "w");
+  touch(objOf.sp(root.spt.pfn, 0), "w");
   if (root.tdpMmuRootCount === 0) return false;
   root.tdpMmuRootCount++;
   return true;
@@ -139,7 +143,7 @@ export function kvmTdpMmuGetRoot(root: KvmMmuPage): boolean {
  */
 export function* kvmTdpMmuPutRoot(kvm: Kvm, root: KvmMmuPage, shared: boolean): Gen<void> {
   kvm.mmuLock.assertHeldShared(shared);
-  yield step("rmw", root.spt.sptep(ENT), "w", "refcount_dec_and_test(tdp_mmu_root_count)");
+  yield step("rmw", objOf.sp(root.spt.pfn, 0), "w", "refcount_dec_and_test(tdp_mmu_root_count)");
   if (--root.tdpMmuRootCount > 0) return;
   kvm.w.warnOn(!roleInvalid(root.role), "KVM_BUG_ON: last reference of a valid root put");
   yield* kvm.tdpMmuPagesLock.lock();
@@ -176,7 +180,7 @@ export function* tdpMmuNextRoot(kvm: Kvm, prev: KvmMmuPage | null, shared: boole
     // Variant root-put-without-free: the pre-fix iterator dropped its reference with a
     // bare decrement, so a root whose last reference it held was never freed.
     if (kvm.variant("root-put-without-free")) {
-      yield step("rmw", prev.spt.sptep(ENT), "w", "atomic_dec(tdp_mmu_root_count)");
+      yield step("rmw", objOf.sp(prev.spt.pfn, 0), "w", "atomic_dec(tdp_mmu_root_count)");
       prev.tdpMmuRootCount--;
     } else yield* kvmTdpMmuPutRoot(kvm, prev, shared);
   }
@@ -338,6 +342,7 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
 
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_tdp_mmu_spte_changed", asId, gfn, level, oldSpte, newSpte });
 
+  if (kvm.checkZapPost) touch(kvm.objIds.obligations, "r");
   if (isLeaf && kvm.zapObligations.length !== 0) checkZapObligations(kvm, asId, gfn, level, newSpte);
   // Non-leaf SPTEs are only linked and unlinked; dirty logging and aging never edit them
   // (hardware may set Accessed).
@@ -735,6 +740,7 @@ function* tdpMmuLinkSp(kvm: Kvm, iter: TdpIter, sp: KvmMmuPage, accountNx: boole
   yield* kvm.tdpMmuPagesLock.lock();
   // I13: a page table already queued for freeing must never be listed again (in 6.1.192 a
   // reader can tear the table down between its publication and this point).
+  touch(spHeader(sp), "r");
   if (sp.freeQueued)
     kvm.w.report("sp-lists", `SP 0x${sp.spt.pfn.toString(16)} (gfn 0x${sp.gfn.toString(16)}) is listed${accountNx ? " and put on the NX list" : ""} after it was queued for freeing`);
   kvm.arch.tdpMmuPages.add(sp);

@@ -91,6 +91,7 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       }
       if (r.kind === "ok") {
         const page = kvm.w.pages.pfnToPage(r.pfn);
+        touch(objOf.page(page?.pfn ?? r.pfn), "r");
         if (!isZeroPfn(r.pfn) && (page === undefined || page.free))
           kvm.w.report(
             "host-uaf",
