@@ -2,7 +2,7 @@
 // The generic KVM core around the TDP MMU (virt/kvm/kvm_main.c): remote TLB flushes,
 // dirty tracking, memslot updates, the MMU-notifier protocol and the dirty-log ioctls.
 import { EEXIST, EINVAL } from "../base/index.js";
-import { blockingStep, isZeroPfn, objOf, step, touch, touchAll, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
+import { blockingStep, isZeroPfn, objOf, step, touch, type Gen, type HostPte, type MmuNotifierOps, type NotifierRange, type Page } from "../kernel/index.js";
 import { PG_LEVEL_4K, isLastSpte, isShadowPresentPte, kvmPagesPerHpage, spteToPfn } from "../spte/index.js";
 import {
   KVM_ADDRESS_SPACE_NUM,
@@ -382,8 +382,9 @@ function* kvmSwapActiveMemslots(kvm: Kvm, asId: number, apply: () => void): Gen<
   yield blockingStep("lock", kvm.mnInvalidateLock.id, "w", "wait for mn_active_invalidate_count == 0", () => kvm.mnActiveInvalidateCount === 0);
   touch(objOf.memslots(asId), "w");
   apply();
-  yield step("rcu", kvm.rcu.id, "w", "synchronize_srcu_expedited(&kvm->srcu)");
-  touchAll();
+  // MODEL: SRCU readers (memslot users) are not tracked; the wait orders this update after
+  // every memslot reader so far, and the new generation is published here.
+  yield step("rcu", objOf.memslots(asId), "w", "synchronize_srcu_expedited(&kvm->srcu)");
   set.generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + BigInt(KVM_ADDRESS_SPACE_NUM);
   // kvm_arch_memslots_updated() -> kvm_mmu_invalidate_mmio_sptes()
   const g = set.generation & 0x7ffffn & ~1n;
