@@ -12,9 +12,6 @@
 // allocations by different threads commute.
 import { touch } from "../rt/index.js";
 import { objOf } from "./footprint.js";
-
-const poolObj = objOf.pool;
-const pageObj = objOf.page;
 /** Fresh page-table frames per thread. */
 const UNMOVABLE_STRIDE = 0x4000;
 const UNMOVABLE_THREADS = 32;
@@ -81,7 +78,7 @@ export class PageAllocator {
       this.nextUnmovable[t] = pfn + 1;
       return this.hand(pfn, 0);
     }
-    touch(poolObj(0), "w");
+    touch(objOf.pool(0), "w");
     let pfn = this.freeLists[mt].shift();
     if (pfn === undefined) pfn = this.nextMovable++;
     return this.hand(pfn, 0);
@@ -90,7 +87,7 @@ export class PageAllocator {
   /** A compound page of 2^order frames (order 9 = 2M, 18 = 1G), naturally aligned. */
   allocHuge(order: 9 | 18): Page {
     const idx = order === 9 ? 1 : 2;
-    touch(poolObj(idx), "w");
+    touch(objOf.pool(idx), "w");
     let pfn = this.freeHuge[idx]!.pop();
     if (pfn === undefined) {
       pfn = this.nextHuge[idx]!;
@@ -105,7 +102,7 @@ export class PageAllocator {
       p = new Page(pfn, order);
       this.pages.set(pfn, p);
     }
-    touch(pageObj(pfn), "w");
+    touch(objOf.page(pfn), "w");
     p.free = false;
     p.refcount = 1;
     p.dirty = false;
@@ -128,7 +125,7 @@ export class PageAllocator {
 
   getPage(p: Page): void {
     if (p.free) throw new Error(`get_page on free frame 0x${p.pfn.toString(16)}`);
-    touch(pageObj(p.pfn), "a");
+    touch(objOf.page(p.pfn), "a");
     p.refcount++;
   }
 
@@ -137,11 +134,11 @@ export class PageAllocator {
     if (p === this.zeroPage || p === this.hugeZeroPage) return false;
     if (p.free || p.refcount <= 0) throw new Error(`put_page on free frame 0x${p.pfn.toString(16)}`);
     if (--p.refcount > 0) {
-      touch(pageObj(p.pfn), "a");
+      touch(objOf.page(p.pfn), "a");
       return false;
     }
-    touch(pageObj(p.pfn), "w");
-    touch(poolObj(p.order === 0 ? 0 : p.order === 9 ? 1 : 2), "w");
+    touch(objOf.page(p.pfn), "w");
+    touch(objOf.pool(p.order === 0 ? 0 : p.order === 9 ? 1 : 2), "w");
     p.free = true;
     this.allocated -= p.nrPages;
     if (p.order === 0) {

@@ -4,7 +4,7 @@
 // commuting really commute.
 
 /** Fields that record how a state was reached, not what it is. */
-const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId", "lockdepChains"]);
+const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId"]);
 
 export function stateLines(root: object): string[] {
   const seen = new Map<object, string>();
