@@ -267,20 +267,33 @@ export interface DporResult {
   readonly complete: boolean;
 }
 
-/** Explore every trace (up to commuting steps) of `program`, or until a run breaks a check. */
-export function dpor(program: Program, o: DporOptions): DporResult {
-  const stack: Node[] = [];
-  let schedules = 0;
-  let steps = 0;
-  let traces = 0;
-  let cut = 0;
-  for (;;) {
-    if (o.overBudget()) return { failing: null, schedules, steps, traces, cut, complete: false };
+/**
+ * The search as an object that runs one schedule per `next()`, so the explorer can take
+ * turns between it and other searches.
+ */
+export class DporSearch {
+  private readonly stack: Node[] = [];
+  schedules = 0;
+  steps = 0;
+  traces = 0;
+  cut = 0;
+  /** True once every trace has been explored. */
+  complete = false;
+
+  constructor(
+    private readonly program: Program,
+    private readonly maxSteps: number,
+  ) {}
+
+  /** Run the next schedule; null when there is none left. */
+  next(): RunResult | null {
+    if (this.complete) return null;
+    const stack = this.stack;
     const races = new RaceTracker();
     const found: number[] = [];
     let depth = 0;
-    const r = runOnce(program, {
-      maxSteps: o.maxSteps,
+    const r = runOnce(this.program, {
+      maxSteps: this.maxSteps,
       choose: (enabled, prev, d) => {
         const known = stack[d];
         if (known !== undefined) {
@@ -321,16 +334,21 @@ export function dpor(program: Program, o: DporOptions): DporResult {
         }
       },
     });
-    schedules++;
-    steps += r.steps;
-    o.progress?.(schedules);
-    if (r.violation !== null) return { failing: r, schedules, steps, traces, cut, complete: true };
-    if (r.cut === true) cut++;
-    else traces++;
+    this.schedules++;
+    this.steps += r.steps;
+    if (r.violation !== null) {
+      this.complete = true;
+      return r;
+    }
+    if (r.cut === true) this.cut++;
+    else this.traces++;
     // Backtrack: the deepest node with a choice not yet tried and not asleep.
     for (;;) {
       const node = stack[stack.length - 1];
-      if (node === undefined) return { failing: null, schedules, steps, traces, cut, complete: true };
+      if (node === undefined) {
+        this.complete = true;
+        return r;
+      }
       if (node.fp !== null) (node.done ??= new Map()).set(node.thread, node.fp);
       let next = -1;
       if (node.backtrack !== null)
@@ -338,10 +356,30 @@ export function dpor(program: Program, o: DporOptions): DporResult {
       if (next >= 0) {
         node.thread = next;
         node.fp = null;
-        break;
+        return r;
       }
       stack.pop();
     }
+  }
+}
+
+/** Explore every trace (up to commuting steps) of `program`, or until a run breaks a check. */
+export function dpor(program: Program, o: DporOptions): DporResult {
+  const search = new DporSearch(program, o.maxSteps);
+  const result = (failing: RunResult | null, complete: boolean): DporResult => ({
+    failing,
+    schedules: search.schedules,
+    steps: search.steps,
+    traces: search.traces,
+    cut: search.cut,
+    complete,
+  });
+  for (;;) {
+    if (search.complete) return result(null, true);
+    if (o.overBudget()) return result(null, false);
+    const r = search.next()!;
+    o.progress?.(search.schedules);
+    if (r.violation !== null) return result(r, true);
   }
 }
 

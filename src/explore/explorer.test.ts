@@ -4,8 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Step } from "../rt/index.js";
-import { decodeToken, encodeToken, explore, runOnce, shrink, type Strategy } from "./index.js";
-import { livelock, lockOrder, racyCounter } from "./toys.js";
+import { BoundedSearch, decodeToken, encodeToken, explore, runOnce, shrink, type Strategy } from "./index.js";
+import { livelock, lockOrder, openWindow, racyCounter } from "./toys.js";
 
 const now = (): number => 0;
 
@@ -93,4 +93,49 @@ test("shrink: a failing schedule with many switches comes back with fewer, still
   assert.ok(m.r.preemptions < r.preemptions, `${m.r.preemptions} < ${r.preemptions}`);
   assert.equal(m.r.preemptions, 1);
   assert.ok(m.tries <= 200);
+});
+
+test("shrink: a thread that looks late comes back looking as early as it can", () => {
+  // w opens the window and works 30 steps; r looks after all of them: 31 steps, and the
+  // only context switch is already needed, so merging runs cannot help; hoisting r can.
+  const r = runOnce(openWindow(40), { maxSteps: 100, choose: (e, _p, d) => (d < 31 ? 0 : e[e.length - 1]!) });
+  assert.equal(r.violation?.check, "saw-window");
+  assert.equal(r.schedule.length, 32);
+  const m = shrink(openWindow(40), r, 100, 200);
+  assert.equal(m.r.violation?.check, "saw-window");
+  assert.deepEqual(m.r.schedule, [0, 1]);
+});
+
+test("the bounded search visits the same schedules deepest first and shallowest first, each once", () => {
+  for (const program of [racyCounter(3), lockOrder(), openWindow(3)]) {
+    const seen = (shallowFirst: boolean): string[] => {
+      const s = new BoundedSearch(program, 100, 2, shallowFirst);
+      const out: string[] = [];
+      for (let r = s.next(); r !== null; r = s.next()) if (s.bound === 2) out.push(r.schedule.join(""));
+      return out;
+    };
+    const deep = seen(false);
+    const shallow = seen(true);
+    assert.equal(new Set(deep).size, deep.length);
+    assert.equal(new Set(shallow).size, shallow.length);
+    assert.deepEqual([...shallow].sort(), [...deep].sort());
+    assert.notDeepEqual(shallow, deep);
+  }
+});
+
+test("the default search (bounded, partial-order and sampled in turn) finds and proves", () => {
+  const por = { ...base, por: true, preemptions: 1, pctDepth: 3 };
+  const r = explore(racyCounter(), { ...por, strategy: "dpor" });
+  assert.equal(r.violation?.check, "lost-update");
+  assert.equal(r.preemptions, 1);
+  assert.match(r.summary, /^found with 1 preemption/);
+  const w = explore(openWindow(50), { ...por, strategy: "dpor" });
+  assert.deepEqual(w.schedule, [0, 1]);
+  const clean = explore(racyCounter(1), { ...por, strategy: "dpor" });
+  assert.equal(clean.violation, null);
+  assert.equal(clean.complete, true);
+  assert.match(clean.summary, /^exhaustive: all 1 traces, no preemption bound/);
+  // Out of budget before the partial-order search is done: not a proof.
+  const capped = explore(racyCounter(3), { ...por, strategy: "dpor", maxSchedules: 2 });
+  assert.equal(capped.complete, false);
 });

@@ -3,7 +3,7 @@
 // the program from the start for every schedule, and the replay tokens. It knows nothing of
 // the model; the same program, seed and schedule always give the same run.
 import { fnv1a, Prng } from "../base/index.js";
-import { dpor } from "./dpor.js";
+import { DporSearch } from "./dpor.js";
 import { StaleToken, runOnce, type Program, type RunResult, type Violation } from "./run.js";
 
 export type Strategy = "dpor" | "random" | "pct";
@@ -42,11 +42,27 @@ export interface ExploreResult {
   readonly summary: string;
 }
 
+/** Schedules the default search gives the bounded search alone before others take turns. */
+const BOUNDED_FIRST = 200;
+
+/** PCT depths the default search's sampler cycles through. */
+const PORTFOLIO_PCT_DEPTHS = [2, 3, 4, 5, 6];
+
 /**
- * Search. "dpor" is the default systematic strategy: first depth-first over schedules with
- * iterative preemption bounding (0, 1, ... up to `preemptions`, every interleaving within
- * the bound), so a violation found has the fewest preemptions; then, if `por`, every trace
- * with no bound, by dynamic partial-order reduction (dpor.ts).
+ * Search.
+ *
+ * "dpor" without `por`: depth-first over schedules with iterative preemption bounding (0,
+ * 1, ... up to `preemptions`, every interleaving within the bound), so a violation found has
+ * the fewest preemptions.
+ *
+ * "dpor" with `por` (the default): three searches take turns, one schedule each, after the
+ * bounded search has had the first BOUNDED_FIRST schedules to itself: the bounded search
+ * up to `preemptions`; every trace with no bound, by dynamic partial-order reduction
+ * (dpor.ts), which alone can prove; and PCT samples of increasing depth, which find deep
+ * violations that the depth-first searches would reach only after their long tails. The
+ * first violation wins; the proof is the partial-order search running out of traces.
+ *
+ * "random" and "pct": samples only, never a proof.
  */
 export function explore(program: Program, o: ExploreOptions): ExploreResult {
   const t0 = o.now();
@@ -62,140 +78,283 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
     summary,
   });
   const overBudget = (): boolean => schedules >= o.maxSchedules || o.now() - t0 > o.budgetMs;
+  const count = (r: RunResult): RunResult => {
+    schedules++;
+    steps += r.steps;
+    return r;
+  };
+  const shrunk = (r: RunResult, summary: (m: { r: RunResult; tries: number }) => string): ExploreResult => {
+    const m = shrink(program, r, o.maxSteps, SHRINK_SCHEDULES);
+    schedules += m.tries;
+    return out(m.r.violation, m.r.schedule, m.r.preemptions, false, summary(m));
+  };
 
   if (o.strategy === "random" || o.strategy === "pct") {
-    const rng = new Prng(o.seed);
-    // PCT spreads its change points over the length of the runs it has seen.
-    let runLength = 400;
+    const sampler = new Sampler(program, o.maxSteps, o.seed, o.strategy === "pct" ? [o.pctDepth] : null);
     while (!overBudget()) {
-      const change = o.strategy === "pct" ? pctChangePoints(rng, o.pctDepth, Math.min(runLength, o.maxSteps)) : null;
-      const prio: number[] = [];
-      const r = runOnce(program, {
-        maxSteps: o.maxSteps,
-        choose: (enabled, prev, depth) => {
-          if (change === null) return enabled[rng.below(enabled.length)]!;
-          // PCT: the enabled thread with the highest priority runs; at a change point the
-          // running thread drops to the lowest priority.
-          for (const t of enabled) if (prio[t] === undefined) prio[t] = 1000 + rng.below(1000);
-          if (change.has(depth) && prev >= 0) prio[prev] = -depth;
-          let best = enabled[0]!;
-          for (const t of enabled) if (prio[t]! > prio[best]!) best = t;
-          return best;
-        },
-      });
-      schedules++;
-      steps += r.steps;
-      runLength = Math.max(runLength, r.steps);
+      const r = count(sampler.next());
       if (schedules % 200 === 0) o.progress?.(schedules, 0);
       if (r.violation !== null) {
         const at = schedules;
-        const m = shrink(program, r, o.maxSteps, SHRINK_SCHEDULES);
-        schedules += m.tries;
-        return out(m.r.violation, m.r.schedule, m.r.preemptions, false, `sampled: violation in schedule ${at}${shrunkBy(r, m)}`);
+        return shrunk(r, (m) => `sampled: violation in schedule ${at}${shrunkBy(r, m)}`);
       }
     }
     return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
   }
 
-  // Depth-first search with a preemption bound, re-executing from the start each time.
-  let best: { r: RunResult; at: number } | null = null;
-  let shrinkTries = 0;
-  const found = (b: { r: RunResult; at: number }): ExploreResult =>
-    out(
-      b.r.violation,
-      b.r.schedule,
-      b.r.preemptions,
+  // A violation from a bounded search has the fewest preemptions; keep searching that bound
+  // a little for a shorter schedule that breaks the same check.
+  const fromBounded = (bounded: BoundedSearch, first: RunResult): ExploreResult => {
+    const at = schedules;
+    const bound = bounded.bound;
+    let best = first;
+    let tries = 0;
+    while (tries < SHRINK_SCHEDULES && bounded.bound === bound) {
+      const next = bounded.next();
+      if (next === null) break;
+      const r = count(next);
+      tries++;
+      if (r.violation?.check === first.violation!.check && r.schedule.length < best.schedule.length) best = r;
+    }
+    return out(
+      best.violation,
+      best.schedule,
+      best.preemptions,
       false,
-      `found with ${b.r.preemptions} preemption(s) after ${b.at} schedules, then shrunk to ${b.r.schedule.length} steps (${shrinkTries} more schedules at that bound)`,
+      `found with ${best.preemptions} preemption(s) after ${at} schedules, then shrunk to ${best.schedule.length} steps (${tries} more schedules at that bound)`,
     );
-  for (let bound = 0; bound <= o.preemptions; bound++) {
-    const prefix: number[] = [];
-    let exhausted = false;
-    let count = 0;
-    while (!exhausted) {
-      if (overBudget())
-        return out(null, [], 0, false, `incomplete: budget ran out at ${schedules} schedules (preemption bound ${bound})`);
-      const r = runOnce(program, {
-        maxSteps: o.maxSteps,
-        choose: (enabled, prev, depth) => {
-          if (depth < prefix.length) return prefix[depth]!;
-          // Default: keep running the same thread (no preemption) if it can.
-          return enabled.includes(prev) ? prev : enabled[0]!;
-        },
-      });
-      schedules++;
-      count++;
-      steps += r.steps;
-      if (schedules % 200 === 0) o.progress?.(schedules, bound);
+  };
+  const deep = new BoundedSearch(program, o.maxSteps, o.preemptions, false);
+  if (!o.por) {
+    while (!deep.done) {
+      if (overBudget()) return out(null, [], 0, false, `incomplete: budget ran out at ${schedules} schedules (preemption bound ${deep.bound})`);
+      const next = deep.next();
+      if (next === null) break;
+      const r = count(next);
+      if (schedules % 200 === 0) o.progress?.(schedules, deep.bound);
+      if (r.violation !== null) return fromBounded(deep, r);
+    }
+    return out(null, [], 0, true, `exhaustive: all ${deep.lastCount} interleavings up to ${o.preemptions} preemption(s) (${schedules} schedules run over all bounds)`);
+  }
+
+  // The default: the two bounded searches, the partial-order search and the sampler take turns.
+  const shallow = new BoundedSearch(program, o.maxSteps, o.preemptions, true);
+  const reduced = new DporSearch(program, o.maxSteps);
+  const sampler = new Sampler(program, o.maxSteps, o.seed, PORTFOLIO_PCT_DEPTHS);
+  const boundedDone = (): boolean => deep.done || shallow.done;
+  const boundNote = (): string => {
+    if (boundedDone()) return `none with up to ${o.preemptions} preemption(s)`;
+    const b = Math.max(deep.bound, shallow.bound);
+    return b === 0 ? "preemption bound 0 searched in part" : `none with up to ${b - 1} preemption(s), bound ${b} searched in part`;
+  };
+  let boundedTurns = 0;
+  for (let turn = 0; !reduced.complete; turn++) {
+    if (overBudget())
+      return out(null, [], 0, false, `incomplete: budget ran out after ${reduced.traces} traces of the unbounded search (${boundNote()}; ${sampler.schedules} PCT samples)`);
+    if (schedules % 200 === 0) o.progress?.(schedules, boundedDone() ? -1 : Math.max(deep.bound, shallow.bound));
+    // Whose turn: the bounded searches alone at first, then one turn in three each for them,
+    // the partial-order search and the sampler (one in two once the bounded searches are done).
+    const who = boundedDone() ? 1 + (turn % 2) : schedules < BOUNDED_FIRST ? 0 : turn % 3;
+    if (who === 0) {
+      const bounded = boundedTurns++ % 2 === 0 ? deep : shallow;
+      const next = bounded.next();
+      if (next === null) continue;
+      const r = count(next);
+      if (r.violation !== null) return fromBounded(bounded, r);
+    } else if (who === 1) {
+      const r = reduced.next();
+      if (r === null) break;
+      count(r);
       if (r.violation !== null) {
-        // Shrink: the bound is already minimal; keep searching it a little for a shorter
-        // schedule that breaks the same check.
-        if (best === null || (r.violation.check === best.r.violation!.check && r.schedule.length < best.r.schedule.length))
-          best = { r, at: schedules };
-        if (++shrinkTries > SHRINK_SCHEDULES) return found(best);
-      } else if (best !== null && ++shrinkTries > SHRINK_SCHEDULES) return found(best);
-      // Next schedule: the deepest choice point with an untried alternative within the bound.
-      exhausted = true;
-      // Preemptions before each depth, computed once.
-      const before = new Int32Array(r.schedule.length + 1);
-      for (let d = 0; d < r.schedule.length; d++) {
-        const c = r.choices[d]!;
-        before[d + 1] = before[d]! + (c.prev >= 0 && r.schedule[d] !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+        const at = reduced.schedules;
+        return shrunk(r, (m) => `found by the unbounded search after ${at} of its schedules (${boundNote()})${shrunkBy(r, m)}`);
       }
-      for (let d = r.schedule.length - 1; d >= 0; d--) {
-        const c = r.choices[d]!;
-        if (c.enabled.length < 2) continue;
-        const tried = r.schedule[d]!;
-        const alts = orderAlternatives(c.enabled, c.prev);
-        const i = alts.indexOf(tried);
-        let next = -1;
-        for (let j = i + 1; j < alts.length; j++) {
-          const cand = alts[j]!;
-          const pre = before[d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
-          if (pre <= bound) {
-            next = cand;
-            break;
-          }
-        }
-        if (next >= 0) {
-          prefix.length = 0;
-          prefix.push(...r.schedule.slice(0, d), next);
-          exhausted = false;
-          break;
-        }
+    } else {
+      const depth = sampler.depth;
+      const r = count(sampler.next());
+      if (r.violation !== null) {
+        const at = sampler.schedules;
+        return shrunk(r, (m) => `found by PCT sample ${at} (depth ${depth}) of the default search (${boundNote()})${shrunkBy(r, m)}`);
       }
     }
-    if (best !== null) return found(best);
-    if (bound === o.preemptions && !o.por)
-      return out(null, [], 0, true, `exhaustive: all ${count} interleavings up to ${bound} preemption(s) (${schedules} schedules run over all bounds)`);
   }
-  // Then everything, with no preemption bound, one schedule per trace.
-  const before = schedules;
-  const d = dpor(program, {
-    maxSteps: o.maxSteps,
-    overBudget,
-    progress: (n) => {
-      schedules = before + n;
-      if (n % 200 === 0) o.progress?.(schedules, -1);
-    },
-  });
-  steps += d.steps;
-  const bounded = `none with up to ${o.preemptions} preemption(s)`;
-  if (d.failing !== null) {
-    const m = shrink(program, d.failing, o.maxSteps, SHRINK_SCHEDULES);
-    schedules += m.tries;
-    return out(m.r.violation, m.r.schedule, m.r.preemptions, false, `found by the unbounded search after ${d.schedules} schedules (${bounded})${shrunkBy(d.failing, m)}`);
-  }
-  if (!d.complete)
-    return out(null, [], 0, false, `incomplete: budget ran out after ${d.traces} traces of the unbounded search (${bounded}: exhaustive)`);
-  return out(null, [], 0, true, `exhaustive: all ${d.traces} traces, no preemption bound (${d.schedules} schedules, ${d.cut} cut by sleep sets)`);
+  return out(
+    null,
+    [],
+    0,
+    true,
+    `exhaustive: all ${reduced.traces} traces, no preemption bound (${reduced.schedules} schedules, ${reduced.cut} cut by sleep sets; ${schedules - reduced.schedules} more bounded and sampled)`,
+  );
 }
 
 /**
- * Make a failing schedule simpler by moving a thread's next run of steps up to where it
- * was preempted (one context switch fewer), keeping each change after which a run still
- * breaks the same check with no more preemptions and no more steps. Runs that diverge from
- * the edited schedule follow it where they can.
+ * Every schedule with at most 0 preemptions, then 1, ... up to `maxBound`, re-executing from
+ * the start each time. Each schedule is the run that keeps to a prefix and then lets the
+ * running thread go on while it can; the schedules below a run are those that first differ
+ * from it at some later choice point, tried deepest choice point first or shallowest first.
+ * The default search runs one of each in turn: a violation that needs a thread preempted
+ * late in a long run turns up in the first, one that needs it preempted early in the
+ * second, long before the other end of the run has been permuted.
+ */
+export class BoundedSearch {
+  bound = 0;
+  done = false;
+  /** Schedules run at the current bound, and at the last bound exhausted. */
+  count = 0;
+  lastCount = 0;
+  /** Runs whose later choice points are still being tried, each with its cursor. */
+  private readonly frames: BoundedFrame[] = [];
+  private started = false;
+
+  constructor(
+    private readonly program: Program,
+    private readonly maxSteps: number,
+    private readonly maxBound: number,
+    /** Try the alternatives below a run shallowest choice point first (else deepest first). */
+    private readonly shallowFirst: boolean,
+  ) {}
+
+  next(): RunResult | null {
+    if (this.done) return null;
+    const prefix = this.started ? this.nextPrefix() : [];
+    if (prefix === null) {
+      this.lastCount = this.count;
+      this.count = 0;
+      this.started = false;
+      if (this.bound === this.maxBound) {
+        this.done = true;
+        return null;
+      }
+      this.bound++;
+      return this.next();
+    }
+    this.started = true;
+    const r = runOnce(this.program, {
+      maxSteps: this.maxSteps,
+      choose: (enabled, prev, depth) => {
+        if (depth < prefix.length) return prefix[depth]!;
+        // Keep running the same thread (no preemption) if it can.
+        return enabled.includes(prev) ? prev : enabled[0]!;
+      },
+    });
+    this.count++;
+    // Preemptions before each depth.
+    const before = new Int32Array(r.schedule.length + 1);
+    for (let d = 0; d < r.schedule.length; d++) {
+      const c = r.choices[d]!;
+      before[d + 1] = before[d]! + (c.prev >= 0 && r.schedule[d] !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+    }
+    this.frames.push({ r, before, lo: prefix.length, loAlt: 0, hi: r.schedule.length - 1, hiAlt: 0 });
+    return r;
+  }
+
+  /** The prefix of the next schedule, or null when the bound is exhausted. */
+  private nextPrefix(): number[] | null {
+    for (;;) {
+      const f = this.frames[this.frames.length - 1];
+      if (f === undefined) return null;
+      const p = this.take(f);
+      if (p !== null) return p;
+      this.frames.pop();
+    }
+  }
+
+  /** The next untried alternative below run `f`. */
+  private take(f: BoundedFrame): number[] | null {
+    const { r, before } = f;
+    while (f.lo <= f.hi) {
+      const fromLo = f.lo === f.hi || this.shallowFirst;
+      const d = fromLo ? f.lo : f.hi;
+      const c = r.choices[d]!;
+      const alts = c.enabled.length < 2 ? [] : orderAlternatives(c.enabled, c.prev);
+      let k = fromLo ? f.loAlt : f.hiAlt;
+      while (k < alts.length) {
+        const cand = alts[k++]!;
+        if (cand === r.schedule[d]) continue;
+        const pre = before[d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+        if (pre > this.bound) continue;
+        if (fromLo) f.loAlt = k;
+        else f.hiAlt = k;
+        return [...r.schedule.slice(0, d), cand];
+      }
+      if (fromLo) {
+        f.lo++;
+        // Meeting the deep end: carry on where it stopped.
+        f.loAlt = f.lo === f.hi ? f.hiAlt : 0;
+      } else {
+        f.hi--;
+        f.hiAlt = 0;
+      }
+    }
+    return null;
+  }
+}
+
+interface BoundedFrame {
+  readonly r: RunResult;
+  readonly before: Int32Array;
+  /** The shallowest and deepest choice points not yet done, and the next alternative at each. */
+  lo: number;
+  loAlt: number;
+  hi: number;
+  hiAlt: number;
+}
+
+/**
+ * Random schedules: a uniform choice at every step, or PCT (`depths`: the depth of each
+ * sample in turn): the enabled thread with the highest priority runs, and at d-1 change
+ * points spread over the length of the runs seen so far the running thread drops to the
+ * lowest priority.
+ */
+class Sampler {
+  schedules = 0;
+  private readonly rng: Prng;
+  private runLength = 400;
+
+  constructor(
+    private readonly program: Program,
+    private readonly maxSteps: number,
+    seed: number,
+    private readonly depths: readonly number[] | null,
+  ) {
+    this.rng = new Prng(seed);
+  }
+
+  /** The PCT depth of the next sample (0 for uniform random). */
+  get depth(): number {
+    return this.depths === null ? 0 : this.depths[this.schedules % this.depths.length]!;
+  }
+
+  next(): RunResult {
+    const rng = this.rng;
+    const change = this.depths === null ? null : pctChangePoints(rng, this.depth, Math.min(this.runLength, this.maxSteps));
+    const prio: number[] = [];
+    const r = runOnce(this.program, {
+      maxSteps: this.maxSteps,
+      choose: (enabled, prev, depth) => {
+        if (change === null) return enabled[rng.below(enabled.length)]!;
+        for (const t of enabled) if (prio[t] === undefined) prio[t] = 1000 + rng.below(1000);
+        if (change.has(depth) && prev >= 0) prio[prev] = -depth;
+        let best = enabled[0]!;
+        for (const t of enabled) if (prio[t]! > prio[best]!) best = t;
+        return best;
+      },
+    });
+    this.schedules++;
+    this.runLength = Math.max(this.runLength, r.steps);
+    return r;
+  }
+}
+
+/**
+ * Make a failing schedule simpler. Two edits, each kept if a run still breaks the same check
+ * with no more preemptions and no more steps (and is simpler by one of the two, or by its
+ * number of context switches):
+ * - merge: a thread's next run of steps moves up to where it was preempted (one context
+ *   switch fewer);
+ * - hoist: a run of steps moves earlier into the run before it, so the preempted thread
+ *   stops sooner (a violation that needs the other thread early shows up in fewer steps).
+ * Runs that diverge from the edited schedule follow it where they can.
  */
 export function shrink(program: Program, failing: RunResult, maxSteps: number, budget: number): { r: RunResult; tries: number } {
   let best = failing;
@@ -210,6 +369,30 @@ export function shrink(program: Program, failing: RunResult, maxSteps: number, b
     }
     return out;
   };
+  const attempt = (edited: readonly (readonly [number, number])[]): boolean => {
+    const want = edited.flatMap(([u, n]) => new Array<number>(n).fill(u));
+    tries++;
+    const r = runOnce(program, {
+      maxSteps,
+      choose: (enabled, prev) => {
+        // The next thread the edited schedule wants that can run now; else carry on.
+        for (let m = 0; m < want.length; m++)
+          if (enabled.includes(want[m]!)) {
+            const u = want[m]!;
+            want.splice(m, 1);
+            return u;
+          }
+        return enabled.includes(prev) ? prev : enabled[0]!;
+      },
+    });
+    const ok =
+      r.violation?.check === check &&
+      r.preemptions <= best.preemptions &&
+      r.schedule.length <= best.schedule.length &&
+      (r.preemptions < best.preemptions || r.schedule.length < best.schedule.length || blocksOf(r.schedule).length < blocksOf(best.schedule).length);
+    if (ok) best = r;
+    return ok;
+  };
   for (let improved = true; improved && tries < budget; ) {
     improved = false;
     const blocks = blocksOf(best.schedule);
@@ -217,25 +400,25 @@ export function shrink(program: Program, failing: RunResult, maxSteps: number, b
       const t = blocks[i - 1]![0];
       const j = blocks.findIndex((b, k) => k > i && b[0] === t);
       if (j < 0) continue;
-      const edited = [...blocks.slice(0, i - 1), [t, blocks[i - 1]![1] + blocks[j]![1]] as [number, number], ...blocks.slice(i, j), ...blocks.slice(j + 1)];
-      const want = edited.flatMap(([u, n]) => new Array<number>(n).fill(u));
-      tries++;
-      const r = runOnce(program, {
-        maxSteps,
-        choose: (enabled, prev) => {
-          // The next thread the edited schedule wants that can run now; else carry on.
-          for (let m = 0; m < want.length; m++)
-            if (enabled.includes(want[m]!)) {
-              const u = want[m]!;
-              want.splice(m, 1);
-              return u;
-            }
-          return enabled.includes(prev) ? prev : enabled[0]!;
-        },
-      });
-      if (r.violation?.check === check && r.preemptions <= best.preemptions && r.schedule.length <= best.schedule.length && (r.preemptions < best.preemptions || r.schedule.length < best.schedule.length || blocksOf(r.schedule).length < blocks.length)) {
-        best = r;
-        improved = true;
+      improved = attempt([...blocks.slice(0, i - 1), [t, blocks[i - 1]![1] + blocks[j]![1]], ...blocks.slice(i, j), ...blocks.slice(j + 1)]);
+    }
+    for (let i = 1; i < blocks.length && tries < budget && !improved; i++) {
+      const [t, len] = blocks[i - 1]!;
+      const [u, n] = blocks[i]!;
+      // The run alone, or with every later run of its thread (the thread runs on there).
+      const rest = blocks.slice(i + 1);
+      const later = rest.reduce((a, b) => a + (b[0] === u ? b[1] : 0), 0);
+      const without = rest.filter((b) => b[0] !== u);
+      // Stop the preempted thread after 0, 1, 2, 4, ... of its steps.
+      for (let keep = 0; keep < len && tries < budget; keep = keep === 0 ? 1 : keep * 2) {
+        const head = [...blocks.slice(0, i - 1), [t, keep] as [number, number]];
+        if (
+          attempt([...head, [u, n], [t, len - keep], ...rest]) ||
+          (later > 0 && tries < budget && attempt([...head, [u, n + later], [t, len - keep], ...without]))
+        ) {
+          improved = true;
+          break;
+        }
       }
     }
   }

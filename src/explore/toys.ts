@@ -69,6 +69,40 @@ export function livelock(): Program {
   };
 }
 
+/**
+ * Thread "w" opens a window, works `n` steps on its own, and closes it; thread "r" looks
+ * once. Looking while the window is open is the violation, found as soon as it happens.
+ */
+export function openWindow(n: number): Program {
+  return () => {
+    let open = false;
+    let seen = false;
+    const ex = toyExecution(
+      [
+        {
+          name: "w",
+          body: function* () {
+            yield step("write", 30, "w", "open = true");
+            open = true;
+            for (let i = 0; i < n; i++) yield step("read", 31, "r", "own work");
+            yield step("write", 30, "w", "open = false");
+            open = false;
+          },
+        },
+        {
+          name: "r",
+          body: function* () {
+            yield step("read", 30, "r", "look");
+            seen = open;
+          },
+        },
+      ],
+      () => null,
+    );
+    return { ...ex, afterStep: () => (seen ? { check: "saw-window", message: "r looked while the window was open" } : null) };
+  };
+}
+
 export function toyExecution(threads: Execution["threads"], atEnd: () => { check: string; message: string } | null): Execution {
   return { threads, setCurrent: () => {}, afterStep: () => null, atEnd, classify: () => null };
 }
