@@ -145,8 +145,9 @@ export function exploreScenario(
 export function exploreCommand(args: readonly string[], io: Io): number {
   let file: string | null = null;
   let strategy: Strategy = "dpor";
-  // Without --preemptions: bounds 0 and 1, then every trace with no bound.
-  let preemptions = 1;
+  // Without --preemptions: the bounded searches go on raising their bound while the
+  // unbounded search and the sampler take their turns.
+  let preemptions = Number.POSITIVE_INFINITY;
   let por = true;
   let seed = 1;
   let budgetMs = 60_000;

@@ -3,9 +3,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Step } from "../rt/index.js";
+import { step, type Gen, type Step } from "../rt/index.js";
 import { BoundedSearch, decodeToken, encodeToken, explore, runOnce, shrink, type Strategy } from "./index.js";
-import { livelock, lockOrder, openWindow, racyCounter } from "./toys.js";
+import { livelock, lockOrder, openWindow, racyCounter, toyExecution } from "./toys.js";
+import type { Execution } from "./run.js";
 
 const now = (): number => 0;
 
@@ -108,11 +109,12 @@ test("shrink: a thread that looks late comes back looking as early as it can", (
 
 test("the bounded search visits the same schedules deepest first and shallowest first, each once", () => {
   for (const program of [racyCounter(3), lockOrder(), openWindow(3)]) {
+    // The schedules of the last bound searched (bound 2, or less if that was all of them).
     const seen = (shallowFirst: boolean): string[] => {
       const s = new BoundedSearch(program, 100, 2, shallowFirst);
-      const out: string[] = [];
-      for (let r = s.next(); r !== null; r = s.next()) if (s.bound === 2) out.push(r.schedule.join(""));
-      return out;
+      const byBound: string[][] = [];
+      for (let r = s.next(); r !== null; r = s.next()) (byBound[s.bound] ??= []).push(r.schedule.join(""));
+      return byBound[byBound.length - 1]!;
     };
     const deep = seen(false);
     const shallow = seen(true);
@@ -131,10 +133,22 @@ test("the default search (bounded, partial-order and sampled in turn) finds and 
   assert.match(r.summary, /^found with 1 preemption/);
   const w = explore(openWindow(50), { ...por, strategy: "dpor" });
   assert.deepEqual(w.schedule, [0, 1]);
-  const clean = explore(racyCounter(1), { ...por, strategy: "dpor" });
-  assert.equal(clean.violation, null);
-  assert.equal(clean.complete, true);
-  assert.match(clean.summary, /^exhaustive: all 1 traces, no preemption bound/);
+  // One thread: the bounded search runs out of schedules at bound 0, and says so.
+  const one = explore(racyCounter(1), { ...por, strategy: "dpor" });
+  assert.equal(one.violation, null);
+  assert.equal(one.complete, true);
+  assert.match(one.summary, /^exhaustive: all 1 interleaving, no preemption bound needed/);
+  // Two threads of 12 independent steps each: 2 704 156 interleavings, one trace.
+  const apart = (): Execution => {
+    const body = (obj: number) =>
+      function* (): Gen<void> {
+        for (let i = 0; i < 12; i++) yield step("write", obj, "w", "own store");
+      };
+    return toyExecution([{ name: "a", body: body(1) }, { name: "b", body: body(2) }], () => null);
+  };
+  const proof = explore(apart, { ...por, strategy: "dpor", preemptions: Number.POSITIVE_INFINITY });
+  assert.equal(proof.complete, true);
+  assert.match(proof.summary, /^exhaustive: all 1 traces, no preemption bound/);
   // Out of budget before the partial-order search is done: not a proof.
   const capped = explore(racyCounter(3), { ...por, strategy: "dpor", maxSchedules: 2 });
   assert.equal(capped.complete, false);

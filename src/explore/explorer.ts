@@ -143,12 +143,13 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
   const sampler = new Sampler(program, o.maxSteps, o.seed, PORTFOLIO_PCT_DEPTHS);
   const boundedDone = (): boolean => deep.done || shallow.done;
   const boundNote = (): string => {
+    if (deep.all || shallow.all) return "none in all interleavings";
     if (boundedDone()) return `none with up to ${o.preemptions} preemption(s)`;
     const b = Math.max(deep.bound, shallow.bound);
     return b === 0 ? "preemption bound 0 searched in part" : `none with up to ${b - 1} preemption(s), bound ${b} searched in part`;
   };
   let boundedTurns = 0;
-  for (let turn = 0; !reduced.complete; turn++) {
+  for (let turn = 0; !reduced.complete && !deep.all && !shallow.all; turn++) {
     if (overBudget())
       return out(null, [], 0, false, `incomplete: budget ran out after ${reduced.traces} traces of the unbounded search (${boundNote()}; ${sampler.schedules} PCT samples)`);
     if (schedules % 200 === 0) o.progress?.(schedules, boundedDone() ? -1 : Math.max(deep.bound, shallow.bound));
@@ -178,6 +179,9 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       }
     }
   }
+  const done = deep.all ? deep : shallow.all ? shallow : null;
+  if (done !== null)
+    return out(null, [], 0, true, `exhaustive: all ${done.lastCount} interleaving${done.lastCount === 1 ? "" : "s"}, no preemption bound needed (the bounded search ran out of schedules at bound ${done.bound}; ${schedules} schedules in all)`);
   return out(
     null,
     [],
@@ -202,6 +206,10 @@ export class BoundedSearch {
   /** Schedules run at the current bound, and at the last bound exhausted. */
   count = 0;
   lastCount = 0;
+  /** True once a bound was exhausted without leaving out a schedule: that was all of them. */
+  all = false;
+  /** Whether the current bound has left out a schedule with more preemptions. */
+  private pruned = false;
   /** Runs whose later choice points are still being tried, each with its cursor. */
   private readonly frames: BoundedFrame[] = [];
   private started = false;
@@ -221,11 +229,13 @@ export class BoundedSearch {
       this.lastCount = this.count;
       this.count = 0;
       this.started = false;
-      if (this.bound === this.maxBound) {
+      if (!this.pruned) this.all = true;
+      if (this.bound >= this.maxBound || this.all) {
         this.done = true;
         return null;
       }
       this.bound++;
+      this.pruned = false;
       return this.next();
     }
     this.started = true;
@@ -272,7 +282,10 @@ export class BoundedSearch {
         const cand = alts[k++]!;
         if (cand === r.schedule[d]) continue;
         const pre = before[d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
-        if (pre > this.bound) continue;
+        if (pre > this.bound) {
+          this.pruned = true;
+          continue;
+        }
         if (fromLo) f.loAlt = k;
         else f.hiAlt = k;
         return [...r.schedule.slice(0, d), cand];
