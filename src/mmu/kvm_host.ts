@@ -108,7 +108,7 @@ export class KvmMemslots {
   readonly slots = new Map<number, KvmMemorySlot>();
   constructor(public generation: bigint) {}
 
-  /** Sorted by base gfn: the gfn tree's order. */
+  /** MODEL: the slots sorted by base gfn, the order of the kernel's gfn tree. */
   sorted(): KvmMemorySlot[] {
     return [...this.slots.values()].sort((a, b) => a.baseGfn - b.baseGfn);
   }
@@ -142,7 +142,7 @@ export class KvmVcpu {
     this.tlb = new Tlb(objOf.tlb(vcpuId));
   }
 
-  /** Enter or leave guest mode (kicks wait for the vCPU to leave it). */
+  /** MODEL: vcpu->mode set to or from IN_GUEST_MODE (kicks wait for the vCPU to leave it). */
   setInGuestMode(on: boolean): void {
     touch(objOf.vcpuMode(this.vcpuId), "w");
     this.inGuestMode = on;
@@ -225,7 +225,7 @@ export class Kvm {
     return this.variants.has(name);
   }
 
-  /** The table in a frame, live or already freed (a freed one is poisoned). */
+  /** MODEL: the table in a frame, live or already freed (a freed one is poisoned). */
   tableAt(pfn: number): Table | undefined {
     return this.w.phys.table(pfn) ?? this.w.phys.poisoned.get(pfn);
   }

@@ -48,7 +48,7 @@ export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages
 }
 
 /**
- * KVM_REQUEST_WAIT: kick every vCPU out of guest mode and wait until none is in it. While
+ * MODEL: KVM_REQUEST_WAIT: kick every vCPU out of guest mode and wait until none is in it. While
  * a kick is pending no vCPU enters guest mode, so the wait always ends.
  */
 function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
@@ -62,7 +62,7 @@ function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
   kvm.kicksPending--;
 }
 
-/** The kick-and-wait of KVM_REQUEST_WAIT completes once no vCPU is in guest mode. */
+/** MODEL: the kick-and-wait of KVM_REQUEST_WAIT completes once no vCPU is in guest mode. */
 function noVcpuInGuestMode(kvm: Kvm, kicker: number): boolean {
   for (const v of kvm.vcpus) if (v.inGuestMode && v.runningThread !== kicker) return false;
   return true;
@@ -500,7 +500,7 @@ function* kvmMmuSlotApplyFlags(kvm: Kvm, old: KvmMemorySlot | null, next: KvmMem
 // Dirty-log ioctls
 
 /**
- * KVM_GET_DIRTY_LOG (kvm_get_dirty_log_protect): harvest the bitmap and, unless manual
+ * kvm_get_dirty_log_protect(), KVM_GET_DIRTY_LOG: harvest the bitmap and, unless manual
  * protection is on, re-protect what was dirty. Returns the dirty gfns.
  * Context: takes slots_lock, then mmu_lock for write.
  */
@@ -544,7 +544,7 @@ function collect(slot: KvmMemorySlot, out: number[]): void {
 }
 
 /**
- * KVM_CLEAR_DIRTY_LOG (kvm_clear_dirty_log_protect): clear [first, first + count) of the
+ * kvm_clear_dirty_log_protect(), KVM_CLEAR_DIRTY_LOG: clear [first, first + count) of the
  * bitmap and re-protect the pages that really were dirty.
  * Context: takes slots_lock, then mmu_lock for write.
  */

@@ -240,7 +240,7 @@ export function* kvmMmuFreeObsoleteRoots(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
 // ---------------------------------------------------------------------------------------
 // Page faults
 
-/** The struct kvm_page_fault initializer of kvm_mmu_do_page_fault(). */
+/** kvm_mmu_do_page_fault(), its struct kvm_page_fault initializer. */
 function newFault(kvm: Kvm, gpa: number, errorCode: number, prefetch: boolean): KvmPageFault {
   return {
     addr: gpa,

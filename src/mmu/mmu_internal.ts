@@ -28,15 +28,15 @@ export const ROLE_AD_DISABLED = 1 << 16;
 export const ROLE_GUEST_MODE = 1 << 17;
 export const ROLE_SMM_SHIFT = 24;
 
-/** role.level */
+/** MODEL: role.level, a bit field in the kernel. */
 export const roleLevel = (role: number): number => role & ROLE_LEVEL_MASK;
 /** MODEL: the role with another level (the kernel assigns role.level in a copy). */
 export const roleWithLevel = (role: number, level: number): number => (role & ~ROLE_LEVEL_MASK) | level;
-/** role.invalid */
+/** MODEL: role.invalid, a bit field in the kernel. */
 export const roleInvalid = (role: number): boolean => (role & ROLE_INVALID) !== 0;
-/** role.ad_disabled */
+/** MODEL: role.ad_disabled, a bit field in the kernel. */
 export const roleAdDisabled = (role: number): boolean => (role & ROLE_AD_DISABLED) !== 0;
-/** role.access */
+/** MODEL: role.access, a bit field in the kernel. */
 export const roleAccess = (role: number): number => (role >>> ROLE_ACCESS_SHIFT) & 7;
 
 /** __ffs(): the lowest set bit of a non-zero mask. */

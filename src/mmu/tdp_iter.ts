@@ -68,7 +68,7 @@ export class TdpIter {
 
   constructor(readonly kvm: Kvm) {}
 
-  /** iter->sptep */
+  /** MODEL: iter->sptep, the address of the current SPTE (a field in the kernel). */
   get sptep(): number {
     return this.table.sptep(this.idx);
   }

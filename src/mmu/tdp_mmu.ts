@@ -61,7 +61,7 @@ const ENT = 512;
 // ---------------------------------------------------------------------------------------
 // Page-table pages
 
-/** Allocate a zeroed page-table frame and its SP. MODEL: the SP header cache is implicit. */
+/** MODEL: a zeroed page-table frame and its SP (the SP header cache is implicit); see tdp_mmu_alloc_sp(). */
 function allocSpFromFrame(kvm: Kvm, pfn: number): KvmMmuPage {
   const t = kvm.w.phys.makeTable(pfn);
   kvm.w.phys.forgetPoisoned(pfn);
@@ -70,7 +70,7 @@ function allocSpFromFrame(kvm: Kvm, pfn: number): KvmMmuPage {
   return sp;
 }
 
-/** The SP of a page-table page (sptep_to_sp / to_shadow_page). */
+/** sptep_to_sp() / to_shadow_page(): the SP of a page-table page. */
 export function tableToSp(t: Table): KvmMmuPage {
   return t.owner as KvmMmuPage;
 }
@@ -188,7 +188,7 @@ export function* tdpMmuNextRoot(kvm: Kvm, prev: KvmMmuPage | null, shared: boole
 }
 
 /**
- * The yield-safe root walks: for_each_tdp_mmu_root_yield_safe (all roots, every address
+ * for_each_tdp_mmu_root_yield_safe(): the yield-safe root walks (all roots, every address
  * space), __for_each_tdp_mmu_root_yield_safe and for_each_valid_tdp_mmu_root_yield_safe
  * (one address space). `body` may yield; the reference is held across it.
  */
@@ -651,7 +651,7 @@ export function* kvmTdpMmuZapAll(kvm: Kvm): Gen<void> {
 }
 
 /**
- * Variant zap-all-skips-straddling-nonleaf: zap-all as the pre-5.14 range zap over
+ * MODEL: variant zap-all-skips-straddling-nonleaf: zap-all as the pre-5.14 range zap over
  * [0, tdp_mmu_max_gfn_exclusive()), which descends into a non-leaf entry that extends past
  * the bound instead of zapping it, so that entry and its tables stay behind.
  */

@@ -18,14 +18,14 @@ export function kvmCreateVm(w: World, params: KvmParams = defaultParams, variant
   return kvm;
 }
 
-/** KVM_CREATE_VCPU */
+/** kvm_vm_ioctl_create_vcpu(): KVM_CREATE_VCPU. */
 export function kvmVmIoctlCreateVcpu(kvm: Kvm): KvmVcpu {
   const v = new KvmVcpu(kvm.vcpus.length);
   kvm.vcpus.push(v);
   return v;
 }
 
-/** The part of vcpu_enter_guest() that the MMU cares about: requests, then the root. */
+/** vcpu_enter_guest(), the part that the MMU cares about: requests, then the root. */
 export function* vcpuEnterGuest(kvm: Kvm, vcpu: KvmVcpu): Gen<void> {
   touch(kvm.objIds.requests, "r");
   if (vcpu.requests.size !== 0) {
@@ -42,7 +42,7 @@ export type GuestAccessResult =
   | { readonly kind: "mmio" }
   | { readonly kind: "stuck"; readonly faults: number };
 
-/** An MMU-notifier invalidation is running, or a memslot is marked KVM_MEMSLOT_INVALID. */
+/** MODEL: an MMU-notifier invalidation is running, or a memslot is marked KVM_MEMSLOT_INVALID. */
 function somethingInFlight(kvm: Kvm): boolean {
   touch(kvm.objIds.invalidateSeq, "r");
   for (let as = 0; as < kvm.memslots.length; as++) touch(objOf.memslots(as), "r");
@@ -55,7 +55,7 @@ function somethingInFlight(kvm: Kvm): boolean {
 export const MAX_FAULTS_PER_ACCESS = 64;
 
 /**
- * One guest memory access by `vcpu`, repeated after each fault until it completes: what
+ * MODEL: one guest memory access by `vcpu`, repeated after each fault until it completes: what
  * the CPU and KVM_RUN together do for one instruction's memory operand.
  */
 export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Access): Gen<GuestAccessResult> {
@@ -129,7 +129,7 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
 }
 
 /**
- * VM teardown: the MMU notifier's release zaps everything (kvm_mmu_zap_all), vCPUs drop
+ * kvm_destroy_vm(): VM teardown. The MMU notifier's release zaps everything (kvm_mmu_zap_all), vCPUs drop
  * their roots, then kvm_mmu_uninit_tdp_mmu() frees what is left.
  */
 export function* kvmDestroyVm(kvm: Kvm): Gen<void> {
