@@ -103,6 +103,9 @@ const DIRTY_NPT = 0x40n;
  * setting Accessed/Dirty is an atomic step that restarts the walk if the entry changed.
  */
 export function* hwTranslate(cfg: WalkerConfig, tlb: Tlb, root: Table, gfn: number, access: Access): Gen<WalkResult> {
+  // The access itself is a step, so that one served by the TLB can still be scheduled
+  // between another thread's zap and its flush.
+  yield step("read", tlb.obj, "r", "TLB lookup");
   const cached = tlb.lookup(gfn);
   if (cached !== undefined) {
     const ok = access === "write" ? cached.writable && cached.dirty : access === "exec" ? cached.exec : true;

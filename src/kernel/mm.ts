@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The host process's memory as KVM sees it through get_user_pages() and MMU notifiers:
-// anonymous private mappings, the shared zero page, copy-on-write, transparent huge pages
-// and madvise(MADV_DONTNEED).
+// anonymous private mappings, the shared zero page, copy-on-write, transparent huge pages,
+// private hugetlbfs mappings of 1G pages, and madvise(MADV_DONTNEED).
 //
 // MODEL: only what decides the frames and mapping sizes KVM observes. No swap, no KSM, no
 // page cache, no khugepaged. A THP that is split by a partial unmap keeps all its frames
@@ -14,14 +14,19 @@ import type { World } from "./world.js";
 export const PAGE_SIZE = 0x1000;
 export const HPAGE_PMD_SIZE = 0x200000;
 const HPAGE_PMD_NR = 512;
+export const HPAGE_PUD_SIZE = 0x40000000;
 
-/** One 4K host PTE (a PMD mapping is recorded as 512 entries with `pmd` set). */
+/**
+ * One 4K host PTE (a PMD mapping is recorded as 512 entries with `pmd` set). A 1G hugetlb
+ * mapping is one entry with `pud` set; `pte()` hands out a copy for each 4K of it.
+ */
 export interface HostPte {
   readonly page: Page;
   /** The 4K frame this entry maps. */
   readonly pfn: number;
   writable: boolean;
   pmd: boolean;
+  readonly pud: boolean;
   young: boolean;
 }
 
@@ -30,6 +35,8 @@ export interface Vma {
   readonly end: number;
   /** MADV_HUGEPAGE (true) or MADV_NOHUGEPAGE (false). */
   readonly thp: boolean;
+  /** MAP_HUGETLB with 1G pages (MAP_HUGE_1GB), private. */
+  readonly hugetlb: boolean;
 }
 
 export interface NotifierRange {
@@ -48,13 +55,20 @@ export interface MmuNotifierOps {
 export class Mm {
   readonly vmas: Vma[] = [];
   private readonly ptes = new Map<number, HostPte>();
+  /** 1G hugetlb mappings by hva / 1G; `pfn` is the head frame. */
+  private readonly puds = new Map<number, HostPte>();
+  private hugetlbVmas = 0;
   notifiers: MmuNotifierOps[] = [];
 
   constructor(private readonly w: World) {}
 
-  /** mmap(MAP_PRIVATE | MAP_ANONYMOUS) plus the madvise that sets THP eligibility. */
-  mmapAnon(start: number, size: number, thp: boolean): void {
-    this.vmas.push({ start, end: start + size, thp });
+  /**
+   * mmap(MAP_PRIVATE | MAP_ANONYMOUS) plus the madvise that sets THP eligibility; with
+   * `hugetlb`, MAP_HUGETLB | MAP_HUGE_1GB instead (start and size 1G aligned).
+   */
+  mmapAnon(start: number, size: number, thp: boolean, hugetlb = false): void {
+    this.vmas.push({ start, end: start + size, thp: thp && !hugetlb, hugetlb });
+    if (hugetlb) this.hugetlbVmas++;
   }
 
   findVma(hva: number): Vma | undefined {
@@ -62,14 +76,29 @@ export class Mm {
   }
 
   pte(hva: number): HostPte | undefined {
+    const base = this.pudBase(hva);
+    if (base >= 0) {
+      // The PUD entry is the object: every 4K of it reads and writes the same entry.
+      touch(objOf.hostPte(base), "r");
+      const u = this.puds.get(base / HPAGE_PUD_SIZE);
+      if (u === undefined) return undefined;
+      return { page: u.page, pfn: u.pfn + Math.floor((hva - base) / PAGE_SIZE), writable: u.writable, pmd: false, pud: true, young: u.young };
+    }
     touch(objOf.hostPte(hva), "r");
     return this.ptes.get(Math.floor(hva / PAGE_SIZE));
   }
 
-  /** The size of the host mapping of `hva`: 2 (PMD) or 1 (PTE); 0 if unmapped. */
+  /** The size of the host mapping of `hva`: 3 (PUD), 2 (PMD) or 1 (PTE); 0 if unmapped. */
   mappingLevel(hva: number): number {
     const p = this.pte(hva);
-    return p === undefined ? 0 : p.pmd ? 2 : 1;
+    return p === undefined ? 0 : p.pud ? 3 : p.pmd ? 2 : 1;
+  }
+
+  /** MODEL: the 1G-aligned start of `hva`'s PUD if it lies in a hugetlb mapping, else -1. */
+  private pudBase(hva: number): number {
+    if (this.hugetlbVmas === 0) return -1;
+    const v = this.findVma(hva);
+    return v !== undefined && v.hugetlb ? hva - (hva % HPAGE_PUD_SIZE) : -1;
   }
 
   /** get_user_page_fast_only(): a reference if the page is mapped with enough rights. */
@@ -94,8 +123,10 @@ export class Mm {
   *userWrite(hva: number): Gen<boolean> {
     const p = yield* this.gup(hva, true);
     if (p === null) return false;
-    touch(objOf.hostPte(hva), "w");
-    p.young = true;
+    const base = this.pudBase(hva);
+    touch(objOf.hostPte(base >= 0 ? base : hva), "w");
+    if (base >= 0) this.puds.get(base / HPAGE_PUD_SIZE)!.young = true;
+    else p.young = true;
     this.w.pages.putPage(p.page);
     return true;
   }
@@ -104,6 +135,7 @@ export class Mm {
   *handleMmFault(hva: number, write: boolean): Gen<boolean> {
     const vma = this.findVma(hva);
     if (vma === undefined) return false;
+    if (vma.hugetlb) return this.hugetlbFault(hva, write);
     const cur = this.pte(hva);
     if (cur === undefined) {
       const haddr = hva - (hva % HPAGE_PMD_SIZE);
@@ -111,12 +143,12 @@ export class Mm {
         // do_huge_pmd_anonymous_page(): a read maps the huge zero page, a write a new THP.
         const page = write ? this.w.pages.allocHuge(9) : this.w.pages.hugeZeroPage;
         for (let i = 0; i < HPAGE_PMD_NR; i++)
-          this.setPte(haddr + i * PAGE_SIZE, { page, pfn: page.pfn + i, writable: write, pmd: true, young: true });
+          this.setPte(haddr + i * PAGE_SIZE, { page, pfn: page.pfn + i, writable: write, pmd: true, pud: false, young: true });
         return true;
       }
       // do_anonymous_page(): a read maps the shared zero page read-only.
       const page = write ? this.w.pages.allocPage("movable") : this.w.pages.zeroPage;
-      this.setPte(hva, { page, pfn: page.pfn, writable: write, pmd: false, young: true });
+      this.setPte(hva, { page, pfn: page.pfn, writable: write, pmd: false, pud: false, young: true });
       return true;
     }
     if (!write || cur.writable) return true;
@@ -129,6 +161,24 @@ export class Mm {
     return true;
   }
 
+  /**
+   * hugetlb_fault() on a private 1G mapping: a missing page is allocated (hugetlb has no
+   * zero page) and mapped read-only unless the fault writes; a write to a read-only one
+   * is hugetlb_wp() reusing the page, which only this mapping holds. Neither needs an
+   * MMU-notifier invalidation: nothing was mapped before, or only the rights grow.
+   */
+  private hugetlbFault(hva: number, write: boolean): boolean {
+    const base = hva - (hva % HPAGE_PUD_SIZE);
+    touch(objOf.hostPte(base), "w");
+    const key = base / HPAGE_PUD_SIZE;
+    const cur = this.puds.get(key);
+    if (cur === undefined) {
+      const page = this.w.pages.allocHuge(18);
+      this.puds.set(key, { page, pfn: page.pfn, writable: write, pmd: false, pud: true, young: true });
+    } else if (write) cur.writable = true;
+    return true;
+  }
+
   /** wp_page_copy(): copy-on-write of a read-only (zero page) mapping. */
   private *wpPageCopy(hva: number): Gen<void> {
     const addr = hva - (hva % PAGE_SIZE);
@@ -137,7 +187,7 @@ export class Mm {
     const page = this.w.pages.allocPage("movable");
     const range = { start: addr, end: addr + PAGE_SIZE, blockable: true };
     for (const n of this.notifiers) yield* n.invalidateRangeStart(range);
-    const pte: HostPte = { page, pfn: page.pfn, writable: true, pmd: false, young: true };
+    const pte: HostPte = { page, pfn: page.pfn, writable: true, pmd: false, pud: false, young: true };
     this.setPte(addr, pte);
     // set_pte_at_notify()
     for (const n of this.notifiers) yield* n.changePte(addr, pte);
@@ -158,7 +208,7 @@ export class Mm {
       const p = this.pte(a);
       if (p === undefined) continue;
       if (zero) {
-        this.setPte(a, { page: this.w.pages.zeroPage, pfn: ZERO_PFN, writable: false, pmd: false, young: p.young });
+        this.setPte(a, { page: this.w.pages.zeroPage, pfn: ZERO_PFN, writable: false, pmd: false, pud: false, young: p.young });
       } else {
         touch(objOf.hostPte(a), "w");
         p.pmd = false;
@@ -171,6 +221,7 @@ export class Mm {
 
   /** madvise(MADV_DONTNEED) → zap_page_range(): unmap, then free after the notifier ends. */
   *madviseDontneed(start: number, len: number): Gen<void> {
+    if (this.pudBase(start) >= 0) return yield* this.hugetlbDontneed(start, len);
     const end = start + len;
     const range = { start, end, blockable: true };
     for (const n of this.notifiers) yield* n.invalidateRangeStart(range);
@@ -196,6 +247,27 @@ export class Mm {
     }
     for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);
     // tlb_finish_mmu(): the gathered pages are released last.
+    for (const p of toFree) this.w.pages.putPage(p);
+  }
+
+  /**
+   * madvise(MADV_DONTNEED) on a hugetlb mapping: the start must be 1G aligned (the caller
+   * checks) and the length is rounded up to whole 1G pages; each is unmapped, then freed
+   * after the notifier ends.
+   */
+  private *hugetlbDontneed(start: number, len: number): Gen<void> {
+    const end = start + Math.ceil(len / HPAGE_PUD_SIZE) * HPAGE_PUD_SIZE;
+    const range = { start, end, blockable: true };
+    for (const n of this.notifiers) yield* n.invalidateRangeStart(range);
+    const toFree: Page[] = [];
+    for (let a = start; a < end; a += HPAGE_PUD_SIZE) {
+      touch(objOf.hostPte(a), "w");
+      const u = this.puds.get(a / HPAGE_PUD_SIZE);
+      if (u === undefined) continue;
+      this.puds.delete(a / HPAGE_PUD_SIZE);
+      toFree.push(u.page);
+    }
+    for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);
     for (const p of toFree) this.w.pages.putPage(p);
   }
 

@@ -5,6 +5,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { explore, runOnce, type Execution } from "../explore/index.js";
 import { ScenarioJsonError, makeProgram, parseScenario } from "./index.js";
+import { leafMapping } from "../mmu/index.js";
+import { isWritablePte, spteToPfn } from "../spte/index.js";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../..");
 const seedFile = path.join(root, "scenarios/seed-notifier-vs-fault.json");
@@ -69,7 +71,73 @@ test("bad scenarios are rejected naming the JSON path", () => {
   assert.equal(jsonError(edit((j) => (j.vm["levels"] = 3))), "s.json: $.vm.levels: expected 4 or 5");
   assert.equal(
     jsonError(edit((j) => ((j.vm["memslots"] as Record<string, unknown>[])[0]!["backing"] = "1g"))),
-    "s.json: $.vm.memslots[0].backing: 1g (hugetlbfs) backing is not modelled yet; use 4k or 2m",
+    "s.json: $.vm.memslots[0].size: a 1g (hugetlbfs) backing is one whole 1 GiB page: size must be 0x40000000",
+  );
+  assert.equal(
+    jsonError(edit((j) => ((j.vm["memslots"] as Record<string, unknown>[])[0]!["size"] = "0x80000000"))),
+    "s.json: $.vm.memslots[0].size: at most 1 GiB (0x40000000) per memslot",
+  );
+  assert.equal(
+    jsonError(
+      edit((j) => {
+        Object.assign((j.vm["memslots"] as Record<string, unknown>[])[0]!, { backing: "1g", size: "0x40000000" });
+      }),
+    ),
+    "s.json: $.threads[1].ops[0].offset: must be 1 GiB aligned in a 1g (hugetlbfs) memslot",
   );
   assert.equal(jsonError(edit((j) => (j.threads[0]!.ops[0]!["gpa"] = "zz"))), 's.json: $.threads[0].ops[0].gpa: expected a non-negative integer or a hex string, got "zz"');
+});
+
+// 1G hugetlbfs backing: a private MAP_HUGETLB mapping of one 1 GiB page.
+const hugetlbScenario = (setup: unknown[], threads: unknown[] = [{ name: "idle", ops: [{ op: "flush_tlb" }] }]): string =>
+  JSON.stringify({
+    name: "hugetlb",
+    vm: { format: "npt", levels: 4, memslots: [{ slot: 0, gpa: "0x40000000", size: "0x40000000", backing: "1g" }], vcpus: 1 },
+    setup,
+    threads,
+    checks: ["all"],
+  });
+
+test("1g backing: a read maps a read-only 1G leaf of a fresh huge page, a write then makes it writable in place", () => {
+  const leafAfter = (setup: unknown[]): { level: number; pfn: number; writable: boolean; mapped: number } => {
+    const ex = makeProgram(parseScenario("h.json", hugetlbScenario(setup)))();
+    const { kvm } = ex.instance;
+    const vcpu = kvm.vcpus[0]!;
+    const leaf = leafMapping(kvm, vcpu.root!, 0x40012)!;
+    return { level: leaf.level, pfn: spteToPfn(leaf.spte), writable: isWritablePte(leaf.spte), mapped: kvm.mm.mappingLevel(0x7f0000012000) };
+  };
+  const read = leafAfter([{ op: "access", vcpu: 0, gpa: "0x40012000" }]);
+  assert.equal(read.level, 3);
+  assert.equal(read.writable, false);
+  assert.equal(read.mapped, 3);
+  assert.equal(read.pfn % 0x40000, 0, "a 1G leaf maps the head frame of a 1G page");
+  const written = leafAfter([
+    { op: "access", vcpu: 0, gpa: "0x40012000" },
+    { op: "access", vcpu: 0, gpa: "0x40345000", write: true },
+  ]);
+  assert.equal(written.level, 3);
+  assert.equal(written.writable, true);
+  assert.equal(written.pfn, read.pfn, "hugetlb_wp() reuses the page: no copy");
+});
+
+test("1g backing: madvise() of the page zaps the 1G leaf and frees it; the seed race shows on 1G pages too", () => {
+  // The setup reads, so the vCPU's write faults (the 1G page is mapped read-only first).
+  const text = hugetlbScenario(
+    [{ op: "access", vcpu: 0, gpa: "0x40010000" }],
+    [
+      { name: "vcpu0", ops: [{ op: "access", vcpu: 0, gpa: "0x40011000", write: true }] },
+      { name: "host", ops: [{ op: "madvise", slot: 0, offset: "0x0", size: "0x1000" }] },
+    ],
+  );
+  const clean = explore(makeProgram(parseScenario("h.json", text)) as unknown as () => Execution, opts);
+  assert.equal(clean.violation, null, clean.violation?.message);
+  assert.equal(clean.complete, true);
+  const racy = explore(makeProgram(parseScenario("h.json", text, ["zap-under-read-lock"])) as unknown as () => Execution, opts);
+  assert.equal(racy.violation?.check, "zap-post");
+  assert.match(racy.violation!.message, /\(L3\)/);
+  // Sequentially: after the madvise the 1G page is free and nothing maps it.
+  const ex = makeProgram(parseScenario("h.json", hugetlbScenario([{ op: "access", vcpu: 0, gpa: "0x40010000", write: true }, { op: "madvise", slot: 0, offset: "0x0", size: "0x1000" }])))();
+  const { kvm } = ex.instance;
+  assert.equal(leafMapping(kvm, kvm.vcpus[0]!.root!, 0x40010), null);
+  assert.equal(kvm.mm.mappingLevel(0x7f0000010000), 0);
 });

@@ -219,10 +219,11 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
       size: num(o["size"] ?? fail(`${p}.size`, "missing field"), `${p}.size`),
       backing: str(o["backing"] ?? "4k", `${p}.backing`, ["4k", "2m", "1g"]) as "4k" | "2m" | "1g",
     };
-    // MODEL: hugetlbfs (1G pages) is not modelled yet; refusing beats silently using 2M.
-    if (ms.backing === "1g") fail(`${p}.backing`, "1g (hugetlbfs) backing is not modelled yet; use 4k or 2m");
     if (ms.gpa % 4096 !== 0) fail(`${p}.gpa`, "not page aligned");
     if (ms.size === 0 || ms.size % 4096 !== 0) fail(`${p}.size`, "must be a non-zero multiple of 4096");
+    // MODEL: each slot's host mapping lives in a 1 GiB window of its own (slotHva).
+    if (ms.size > SLOT_WINDOW) fail(`${p}.size`, "at most 1 GiB (0x40000000) per memslot");
+    if (ms.backing === "1g" && ms.size !== SLOT_WINDOW) fail(`${p}.size`, "a 1g (hugetlbfs) backing is one whole 1 GiB page: size must be 0x40000000");
     if (ms.as > 1) fail(`${p}.as`, "address space must be 0 or 1");
     return ms;
   });
@@ -246,7 +247,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
       if (k === "op") continue;
       if (k === "write" || k === "exec") out[k] = bool(val, `${p}.${k}`);
       else if (k === "action") out[k] = str(val, `${p}.${k}`, kind === "memslot" ? ["create", "delete", "move", "flags"] : ["enable", "get", "clear", "disable"]);
-      else if (k === "backing") out[k] = str(val, `${p}.${k}`, ["4k", "2m"]);
+      else if (k === "backing") out[k] = str(val, `${p}.${k}`, ["4k", "2m", "1g"]);
       else out[k] = num(val, `${p}.${k}`);
     }
     if (kind === "access" && (out["vcpu"] as number) >= vcpus) fail(`${p}.vcpu`, `no such vCPU (vm.vcpus is ${vcpus})`);
@@ -256,6 +257,15 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
       const m = memslots.find((x) => x.slot === out["slot"])!;
       if ((out["offset"] as number) % 4096 !== 0) fail(`${p}.offset`, "not page aligned");
       if ((out["offset"] as number) + (out["size"] as number) > m.size) fail(`${p}.size`, "range ends outside the memslot");
+      // madvise() on hugetlb: EINVAL unless the start is huge-page aligned.
+      if (m.backing === "1g" && (out["offset"] as number) % SLOT_WINDOW !== 0) fail(`${p}.offset`, "must be 1 GiB aligned in a 1g (hugetlbfs) memslot");
+    }
+    if (kind === "memslot") {
+      const size = out["size"] as number | undefined;
+      if (size !== undefined && size > SLOT_WINDOW) fail(`${p}.size`, "at most 1 GiB (0x40000000) per memslot");
+      const m = memslots.find((x) => x.slot === out["slot"]);
+      if ((out["backing"] ?? m?.backing) === "1g" && (size ?? m?.size) !== SLOT_WINDOW)
+        fail(`${p}.size`, "a 1g (hugetlbfs) backing is one whole 1 GiB page: size must be 0x40000000");
     }
     if ((kind === "zap_gfn_range" || kind === "age_gfn_range") && (out["end"] as number) <= (out["start"] as number))
       fail(`${p}.end`, "must be above start (ranges are half-open)");
@@ -287,7 +297,8 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
 }
 
 const HVA_BASE = 0x7f0000000000;
-const slotHva = (slot: number): number => HVA_BASE + slot * 0x40000000;
+const SLOT_WINDOW = 0x40000000;
+const slotHva = (slot: number): number => HVA_BASE + slot * SLOT_WINDOW;
 
 /** The VM state one execution works on. */
 export interface Instance {
@@ -304,7 +315,7 @@ export function instantiate(sc: ConcurrentScenario): Instance {
   kvm.manualDirtyLogProtect = sc.manualProtect !== "off";
   kvm.manualDirtyLogInitSet = sc.manualProtect === "initset";
   for (const m of sc.memslots) {
-    kvm.mm.mmapAnon(slotHva(m.slot), m.size, m.backing !== "4k");
+    kvm.mm.mmapAnon(slotHva(m.slot), m.size, m.backing === "2m", m.backing === "1g");
     drive(kvmSetMemoryRegion(kvm, { slot: m.slot, asId: m.as, flags: 0, gpa: m.gpa, size: m.size, hva: slotHva(m.slot) }));
   }
   for (let i = 0; i < sc.vcpus; i++) kvmVmIoctlCreateVcpu(kvm);
@@ -383,7 +394,8 @@ export function* runOp(kvm: Kvm, sc: ConcurrentScenario, op: Op): Gen<void> {
       const size = (op["size"] as number | undefined) ?? m?.size ?? (cur ? cur.npages * 4096 : 0);
       const gpa = (op["gpa"] as number | undefined) ?? m?.gpa ?? 0;
       const flags = (op["flags"] as number | undefined) ?? cur?.flags ?? 0;
-      if (action === "create" && kvm.mm.findVma(hva) === undefined) kvm.mm.mmapAnon(hva, size, (op["backing"] ?? m?.backing ?? "4k") !== "4k");
+      const backing = op["backing"] ?? m?.backing ?? "4k";
+      if (action === "create" && kvm.mm.findVma(hva) === undefined) kvm.mm.mmapAnon(hva, size, backing === "2m", backing === "1g");
       yield* kvmSetMemoryRegion(kvm, {
         slot: n("slot"),
         asId,

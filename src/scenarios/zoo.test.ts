@@ -186,14 +186,14 @@ const crowded: [scenario: string, variant: string | null, check: string, hunt: H
   ["root-put-without-free", "root-put-without-free", "warn", { pct: [3, 1] }],
   ["yield-drops-pending-flush", "yield-drops-pending-flush", "tlb", { pct: [3, 1] }],
   ["iter-advance-after-yield", "iter-advance-after-yield", "zap-post", { pct: [3, 1] }],
-  ["free-before-flush", "free-before-flush", "rcu", { pct: [3, 3] }],
+  ["free-before-flush", "free-before-flush", "rcu", { pct: [2, 1] }],
   ["yield-no-forward-progress", "yield-no-forward-progress", "progress", { pct: [3, 1] }],
-  ["leaf-at-wrong-level", "leaf-at-wrong-level", "warn", { pct: [4, 3] }],
+  ["leaf-at-wrong-level", "leaf-at-wrong-level", "warn", { pct: [4, 1] }],
   ["zap-all-skips-straddling-nonleaf", "zap-all-skips-straddling-nonleaf", "leaks", { pct: [3, 1] }],
   ["wrprot-skips-mmu-writable", "wrprot-skips-mmu-writable", "write-track", { pct: [3, 1] }],
   ["notifier-skips-invalid-roots", "notifier-skips-invalid-roots", "zap-post", { pct: [3, 1] }],
-  ["notifier-unmap-unsafe-root-iter", "notifier-unmap-unsafe-root-iter", "rcu", { pct: [6, 2] }],
-  ["sp-list-link-after-publish", null, "sp-lists", { pct: [3, 2] }],
+  ["notifier-unmap-unsafe-root-iter", "notifier-unmap-unsafe-root-iter", "rcu", { pct: [3, 1] }],
+  ["sp-list-link-after-publish", null, "sp-lists", { pct: [3, 1] }],
   ["clear-dirty-retry-nonleaf", null, "transitions", { pct: [3, 1] }],
 ];
 for (const [scenario, variant, check, hunt] of crowded) {
