@@ -13,6 +13,7 @@ const SHRINK_SCHEDULES = 200;
 
 export interface ExploreOptions {
   readonly strategy: Strategy;
+  /** The bounded search's largest preemption bound (Infinity: it keeps rising). */
   readonly preemptions: number;
   readonly seed: number;
   readonly maxSchedules: number;
@@ -20,8 +21,8 @@ export interface ExploreOptions {
   readonly budgetMs: number;
   readonly pctDepth: number;
   /**
-   * "dpor" only: after the bounded search up to `preemptions`, search every trace with no
-   * bound (partial-order reduction with sleep sets).
+   * "dpor" only: the default search, in which the bounded searches take turns with the
+   * partial-order search over every trace and with PCT samples (see explore()).
    */
   readonly por: boolean;
   /** Called now and then with progress (schedules so far, current bound). */
