@@ -35,3 +35,15 @@ test("tdpmmu audit: bad arguments exit 2 with the reason", () => {
     assert.match(r.err, msg);
   }
 });
+
+test("tdpmmu COMMAND --help prints the usage and exits 0; a real unknown option is still exit 2", () => {
+  for (const cmd of ["explore", "replay", "audit", "kvmtdp", "bench", "variants"]) {
+    const r = run([cmd, "--help"]);
+    assert.equal(r.code, 0, cmd);
+    assert.match(r.out, /^usage: tdpmmu <command>/, cmd);
+    assert.match(r.out, /explore SCENARIO\.json/, cmd);
+  }
+  const bad = run(["explore", "--frob"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /unknown option '--frob'/);
+});

@@ -47,6 +47,12 @@ interface Out {
 
 export function main(argv: readonly string[], io: Out): number {
   const [cmd, ...rest] = argv;
+  // `tdpmmu COMMAND --help`: the usage, which lists every command's options (`spte` has
+  // a usage of its own).
+  if (cmd !== undefined && cmd !== "spte" && (rest.includes("--help") || rest.includes("-h"))) {
+    io.out(USAGE);
+    return 0;
+  }
   try {
     switch (cmd) {
       case "spte": {
