@@ -175,6 +175,9 @@ const A = 0x20n;
 const D = 0x40n;
 const PFN = 0x000ffffffffff000n;
 
+/** gfn / LEVEL_DIV[level] & 511 is the entry index at that level (gfns stay below 2^52). */
+const LEVEL_DIV = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36];
+
 class BareRadix {
   readonly tables: BigUint64Array[] = [new BigUint64Array(512)];
   private free: number[] = [];
@@ -194,7 +197,7 @@ class BareRadix {
       const gfn = base + i;
       let t = this.tables[0]!;
       for (let level = 4; level > 1; level--) {
-        const idx = Math.floor(gfn / 2 ** (9 * (level - 1))) % 512;
+        const idx = (gfn / LEVEL_DIV[level]!) & 511;
         let s = t[idx]!;
         if ((s & P) === 0n) {
           const c = this.alloc();
