@@ -47,3 +47,19 @@ test("tdpmmu COMMAND --help prints the usage and exits 0; a real unknown option 
   assert.equal(bad.code, 2);
   assert.match(bad.err, /unknown option '--frob'/);
 });
+
+test("a run cut at --max-steps is reported as progress, and its replay command carries the same bound", () => {
+  const file = path.join(root, "scenarios", "seed-notifier-vs-fault.json");
+  const r = run(["explore", file, "--max-steps", "30", "--preemptions", "0", "--json"]);
+  assert.equal(r.code, 1, r.err);
+  const j = JSON.parse(r.out) as { violation: { check: string; token: string; replay: string; trace: unknown[] } };
+  assert.equal(j.violation.check, "progress");
+  assert.equal(j.violation.trace.length, 30);
+  assert.match(j.violation.replay, / --max-steps 30$/);
+  const again = run(["replay", j.violation.token, file, "--max-steps", "30"]);
+  assert.equal(again.code, 1, again.err);
+  assert.match(again.out, /VIOLATION \[progress\] still running after 30 steps/);
+  const without = run(["replay", j.violation.token, file]);
+  assert.equal(without.code, 2);
+  assert.match(without.err, /needs the same --max-steps/);
+});

@@ -38,7 +38,11 @@ export interface TraceRow {
 }
 
 /** Re-run one schedule with tracing and call sites on, for the report. */
-export function traceSchedule(sc: ConcurrentScenario, schedule: readonly number[]): { rows: TraceRow[]; violation: Violation | null } {
+/**
+ * Re-run one schedule with tracing and call sites on, for the report. `maxSteps` is the
+ * exploration's step bound: a run it cut short (a `progress` violation) is cut there again.
+ */
+export function traceSchedule(sc: ConcurrentScenario, schedule: readonly number[], maxSteps = 1_000_000): { rows: TraceRow[]; violation: Violation | null } {
   const program = makeProgram(sc);
   const rows: TraceRow[] = [];
   let inst: ReturnType<typeof program>["instance"] | null = null;
@@ -58,10 +62,13 @@ export function traceSchedule(sc: ConcurrentScenario, schedule: readonly number[
         return ex as Execution;
       },
       {
-        maxSteps: 1_000_000,
+        maxSteps,
         choose: (_e, _p, depth) => {
           const t = schedule[depth];
-          if (t === undefined) throw new StaleToken(`the schedule ends after ${schedule.length} steps but the run goes on`);
+          if (t === undefined)
+            throw new StaleToken(
+              `the schedule ends after ${schedule.length} steps but the run goes on (a token for a run cut at the step bound needs the same --max-steps)`,
+            );
           return t;
         },
         observe: (rec) => {
@@ -135,10 +142,17 @@ export function exploreScenario(
   const base = { schedules: r.schedules, complete: r.complete, strategy: o.strategy, variants: [...sc.variants], summary: r.summary, preemptions: r.preemptions, steps: r.steps };
   if (r.violation === null) return { ...base, violation: null };
   const token = encodeToken(fingerprint(sc.text), sc.variants, r.schedule);
-  const t = traceSchedule(sc, r.schedule);
+  const t = traceSchedule(sc, r.schedule, o.maxSteps);
   return {
     ...base,
-    violation: { check: r.violation.check, message: r.violation.message, trace: t.rows, token, replay: `npx tdpmmu replay ${token} ${file}` },
+    // A run cut at the step bound replays only with the same bound.
+    violation: {
+      check: r.violation.check,
+      message: r.violation.message,
+      trace: t.rows,
+      token,
+      replay: `npx tdpmmu replay ${token} ${file}${r.schedule.length >= o.maxSteps ? ` --max-steps ${o.maxSteps}` : ""}`,
+    },
   };
 }
 
@@ -230,17 +244,24 @@ export function renderResult(sc: ConcurrentScenario, r: ExploreCliResult, secs: 
 }
 
 export function replayCommand(args: readonly string[], io: Io): number {
-  const json = args.includes("--json");
-  const pos = args.filter((a) => a !== "--json");
-  for (const a of pos) if (a.startsWith("-")) throw new ExploreUsage(`replay: unknown option '${a}'`);
-  if (pos.length !== 2) throw new ExploreUsage("replay: usage: tdpmmu replay TOKEN SCENARIO [--json]");
+  let json = false;
+  let maxSteps = 1_000_000;
+  const pos: string[] = [];
+  const opts = new ArgReader("replay", args, (m) => new ExploreUsage(m));
+  for (let a = opts.next(); a !== undefined; a = opts.next()) {
+    if (a === "--json") json = true;
+    else if (a === "--max-steps") maxSteps = opts.int(a, 1, 1e8);
+    else if (a.startsWith("-")) throw new ExploreUsage(`replay: unknown option '${a}'`);
+    else pos.push(a);
+  }
+  if (pos.length !== 2) throw new ExploreUsage("replay: usage: tdpmmu replay TOKEN SCENARIO [--max-steps N] [--json]");
   const [token, file] = pos as [string, string];
   const d = decodeToken(token);
   for (const v of d.variants) if (VARIANTS[v] === undefined) throw new StaleToken(`replay token names unknown variant '${v}'`);
   const sc0 = loadScenario(file, []);
   if (fingerprint(sc0.text) !== d.fingerprint) throw new StaleToken(`replay token was made for another version of ${file} (fingerprint ${d.fingerprint}, file has ${fingerprint(sc0.text)})`);
   const sc = parseScenario(file, sc0.text, d.variants.filter((x) => !sc0.variants.includes(x)));
-  const t = traceSchedule(sc, d.schedule);
+  const t = traceSchedule(sc, d.schedule, maxSteps);
   if (t.rows.length !== d.schedule.length) throw new StaleToken(`replay token does not fit the model any more: the run ended after ${t.rows.length} of ${d.schedule.length} steps`);
   if (json) io.out(JSON.stringify({ schema: TRACE_SCHEMA_VERSION, scenario: sc.name, violation: t.violation, trace: t.rows }) + "\n");
   else {

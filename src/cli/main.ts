@@ -30,7 +30,7 @@ commands:
           [--seed S] [--budget 60s] [--max-schedules N] [--max-steps N] [--variant V]... [--json]
                           interleave the scenario's threads and check its invariants
                           (exit 0 clean, 1 violation, 2 bad input, 3 internal error)
-  replay TOKEN SCENARIO.json [--json]
+  replay TOKEN SCENARIO.json [--max-steps N] [--json]
                           re-run the schedule a violation report printed
   variants [--json]       the switches that put historical bugs back
   audit SCENARIO.json [--variant V]... [--runs N] [--seed S]
