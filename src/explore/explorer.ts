@@ -255,7 +255,7 @@ export class BoundedSearch {
       const c = r.choices[d]!;
       before[d + 1] = before[d]! + (c.prev >= 0 && r.schedule[d] !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
     }
-    this.frames.push({ r, before, lo: prefix.length, loAlt: 0, hi: r.schedule.length - 1, hiAlt: 0 });
+    this.frames.push({ r, before, low: prefix.length, d: this.shallowFirst ? prefix.length : r.schedule.length - 1, alt: 0 });
     return r;
   }
 
@@ -270,34 +270,22 @@ export class BoundedSearch {
     }
   }
 
-  /** The next untried alternative below run `f`. */
+  /** The next untried alternative below run `f` (its choice points after its prefix). */
   private take(f: BoundedFrame): number[] | null {
     const { r, before } = f;
-    while (f.lo <= f.hi) {
-      const fromLo = f.lo === f.hi || this.shallowFirst;
-      const d = fromLo ? f.lo : f.hi;
-      const c = r.choices[d]!;
-      const alts = c.enabled.length < 2 ? [] : orderAlternatives(c.enabled, c.prev);
-      let k = fromLo ? f.loAlt : f.hiAlt;
-      while (k < alts.length) {
-        const cand = alts[k++]!;
-        if (cand === r.schedule[d]) continue;
-        const pre = before[d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+    for (; f.d >= f.low && f.d < r.schedule.length; f.d += this.shallowFirst ? 1 : -1, f.alt = 0) {
+      const c = r.choices[f.d]!;
+      if (c.enabled.length < 2) continue;
+      const alts = orderAlternatives(c.enabled, c.prev);
+      while (f.alt < alts.length) {
+        const cand = alts[f.alt++]!;
+        if (cand === r.schedule[f.d]) continue;
+        const pre = before[f.d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
         if (pre > this.bound) {
           this.pruned = true;
           continue;
         }
-        if (fromLo) f.loAlt = k;
-        else f.hiAlt = k;
-        return [...r.schedule.slice(0, d), cand];
-      }
-      if (fromLo) {
-        f.lo++;
-        // Meeting the deep end: carry on where it stopped.
-        f.loAlt = f.lo === f.hi ? f.hiAlt : 0;
-      } else {
-        f.hi--;
-        f.hiAlt = 0;
+        return [...r.schedule.slice(0, f.d), cand];
       }
     }
     return null;
@@ -307,11 +295,10 @@ export class BoundedSearch {
 interface BoundedFrame {
   readonly r: RunResult;
   readonly before: Int32Array;
-  /** The shallowest and deepest choice points not yet done, and the next alternative at each. */
-  lo: number;
-  loAlt: number;
-  hi: number;
-  hiAlt: number;
+  /** The first choice point below the run's prefix; the one being tried, and its next alternative. */
+  readonly low: number;
+  d: number;
+  alt: number;
 }
 
 /**

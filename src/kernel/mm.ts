@@ -55,7 +55,7 @@ export interface MmuNotifierOps {
 export class Mm {
   readonly vmas: Vma[] = [];
   private readonly ptes = new Map<number, HostPte>();
-  /** 1G hugetlb mappings by hva / 1G; `pfn` is the head frame. */
+  /** 1G hugetlb mappings by their 1G-aligned hva; `pfn` is the head frame. */
   private readonly puds = new Map<number, HostPte>();
   private hugetlbVmas = 0;
   notifiers: MmuNotifierOps[] = [];
@@ -80,7 +80,7 @@ export class Mm {
     if (base >= 0) {
       // The PUD entry is the object: every 4K of it reads and writes the same entry.
       touch(objOf.hostPte(base), "r");
-      const u = this.puds.get(base / HPAGE_PUD_SIZE);
+      const u = this.puds.get(base);
       if (u === undefined) return undefined;
       return { page: u.page, pfn: u.pfn + Math.floor((hva - base) / PAGE_SIZE), writable: u.writable, pmd: false, pud: true, young: u.young };
     }
@@ -125,8 +125,8 @@ export class Mm {
     if (p === null) return false;
     const base = this.pudBase(hva);
     touch(objOf.hostPte(base >= 0 ? base : hva), "w");
-    if (base >= 0) this.puds.get(base / HPAGE_PUD_SIZE)!.young = true;
-    else p.young = true;
+    // A PUD mapping hands out copies: mark the entry itself.
+    (base >= 0 ? this.puds.get(base)! : p).young = true;
     this.w.pages.putPage(p.page);
     return true;
   }
@@ -170,11 +170,10 @@ export class Mm {
   private hugetlbFault(hva: number, write: boolean): boolean {
     const base = hva - (hva % HPAGE_PUD_SIZE);
     touch(objOf.hostPte(base), "w");
-    const key = base / HPAGE_PUD_SIZE;
-    const cur = this.puds.get(key);
+    const cur = this.puds.get(base);
     if (cur === undefined) {
       const page = this.w.pages.allocHuge(18);
-      this.puds.set(key, { page, pfn: page.pfn, writable: write, pmd: false, pud: true, young: true });
+      this.puds.set(base, { page, pfn: page.pfn, writable: write, pmd: false, pud: true, young: true });
     } else if (write) cur.writable = true;
     return true;
   }
@@ -262,9 +261,9 @@ export class Mm {
     const toFree: Page[] = [];
     for (let a = start; a < end; a += HPAGE_PUD_SIZE) {
       touch(objOf.hostPte(a), "w");
-      const u = this.puds.get(a / HPAGE_PUD_SIZE);
+      const u = this.puds.get(a);
       if (u === undefined) continue;
-      this.puds.delete(a / HPAGE_PUD_SIZE);
+      this.puds.delete(a);
       toFree.push(u.page);
     }
     for (const n of this.notifiers) yield* n.invalidateRangeEnd(range);

@@ -170,6 +170,10 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
   const fail = (p: string, what: string): never => {
     throw new ScenarioJsonError(file, p, what);
   };
+  const checkSlotSize = (p: string, size: number, backing: string): void => {
+    const why = slotSizeProblem(size, backing);
+    if (why !== null) fail(p, why);
+  };
   const obj = (v: unknown, p: string, allowed: readonly string[]): Record<string, unknown> => {
     if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(p, "expected an object");
     for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(`${p}.${k}`, `unknown field (allowed: ${allowed.join(", ")})`);
@@ -221,9 +225,7 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     };
     if (ms.gpa % 4096 !== 0) fail(`${p}.gpa`, "not page aligned");
     if (ms.size === 0 || ms.size % 4096 !== 0) fail(`${p}.size`, "must be a non-zero multiple of 4096");
-    // MODEL: each slot's host mapping lives in a 1 GiB window of its own (slotHva).
-    if (ms.size > SLOT_WINDOW) fail(`${p}.size`, "at most 1 GiB (0x40000000) per memslot");
-    if (ms.backing === "1g" && ms.size !== SLOT_WINDOW) fail(`${p}.size`, "a 1g (hugetlbfs) backing is one whole 1 GiB page: size must be 0x40000000");
+    checkSlotSize(`${p}.size`, ms.size, ms.backing);
     if (ms.as > 1) fail(`${p}.as`, "address space must be 0 or 1");
     return ms;
   });
@@ -261,11 +263,9 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
       if (m.backing === "1g" && (out["offset"] as number) % SLOT_WINDOW !== 0) fail(`${p}.offset`, "must be 1 GiB aligned in a 1g (hugetlbfs) memslot");
     }
     if (kind === "memslot") {
-      const size = out["size"] as number | undefined;
-      if (size !== undefined && size > SLOT_WINDOW) fail(`${p}.size`, "at most 1 GiB (0x40000000) per memslot");
       const m = memslots.find((x) => x.slot === out["slot"]);
-      if ((out["backing"] ?? m?.backing) === "1g" && (size ?? m?.size) !== SLOT_WINDOW)
-        fail(`${p}.size`, "a 1g (hugetlbfs) backing is one whole 1 GiB page: size must be 0x40000000");
+      const size = (out["size"] as number | undefined) ?? m?.size;
+      if (size !== undefined) checkSlotSize(`${p}.size`, size, (out["backing"] as string | undefined) ?? m?.backing ?? "4k");
     }
     if ((kind === "zap_gfn_range" || kind === "age_gfn_range") && (out["end"] as number) <= (out["start"] as number))
       fail(`${p}.end`, "must be above start (ranges are half-open)");
@@ -298,6 +298,13 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
 
 const HVA_BASE = 0x7f0000000000;
 const SLOT_WINDOW = 0x40000000;
+
+/** MODEL: each slot's host mapping lives in a 1 GiB window of its own (slotHva). */
+function slotSizeProblem(size: number, backing: string): string | null {
+  if (size > SLOT_WINDOW) return "at most 1 GiB (0x40000000) per memslot";
+  if (backing === "1g" && size !== SLOT_WINDOW) return "a 1g (hugetlbfs) backing is one whole 1 GiB page: size must be 0x40000000";
+  return null;
+}
 const slotHva = (slot: number): number => HVA_BASE + slot * SLOT_WINDOW;
 
 /** The VM state one execution works on. */
