@@ -36,9 +36,9 @@ function probe(program: Program, schedule: readonly number[], maxSteps: number):
   const r = runOnce(program, {
     maxSteps,
     choose: (enabled, _prev, d) => (d < schedule.length ? (enabled.includes(schedule[d]!) ? schedule[d]! : -1) : -1),
-    footprint: (t, s, objs, all, next) => {
+    footprint: (t, s, objs, all, lockQueued, next) => {
       out.labels.push(`${t}:${s.label}`);
-      out.fps.push(footprintOf(s, objs, all, next));
+      out.fps.push(footprintOf(s, objs, all, lockQueued));
       out.nextLabels[t] = next === null ? "done" : next.label;
     },
     atCut: (ex) => {
@@ -62,7 +62,7 @@ export function auditCommutation(program: Program, o: AuditOptions): AuditFindin
     const r = runOnce(program, {
       maxSteps: o.maxSteps,
       choose: (enabled) => enabled[rng.below(enabled.length)]!,
-      footprint: (_t, s, objs, all, next) => void fps.push(footprintOf(s, objs, all, next)),
+      footprint: (_t, s, objs, all, lockQueued) => void fps.push(footprintOf(s, objs, all, lockQueued)),
     });
     const sched = r.schedule;
     // Candidates (k, j): step j is the first of its thread after k, that thread could run at

@@ -16,7 +16,7 @@
 // `touch` in rt). Two footprints conflict on a common object unless both only read it or
 // both only made commuting updates ("a"). Lock acquisitions race with each other (read
 // acquisitions do not race among themselves); releases only order what follows.
-import { waitersOf, type Step } from "../rt/index.js";
+import type { Step } from "../rt/index.js";
 import { ModelBug, runOnce, type Program, type RunResult } from "./run.js";
 
 const R = 0;
@@ -37,13 +37,12 @@ export interface Footprint {
 
 const modeCode = (m: Step["mode"]): number => (m === "r" ? R : m === "w" ? W : A);
 
-export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolean, next: Step | null): Footprint {
-  const isLock = s.kind === "lock" || s.kind === "unlock";
+export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolean, lockQueued = false): Footprint {
+  // A lock step that only queued took no lock: what it did is in what it touched.
+  const isLock = (s.kind === "lock" && !lockQueued) || s.kind === "unlock";
   const objs: number[] = [];
-  if (!isLock) objs.push(s.obj, modeCode(s.mode));
-  else if (s.kind === "lock") objs.push(waitersOf(s.obj), A); // no longer waiting
+  if (!isLock && s.kind !== "lock") objs.push(s.obj, modeCode(s.mode));
   for (let i = 0; i < touchedObjs.length; i++) objs.push(touchedObjs[i]!);
-  if (next !== null && next.kind === "lock") objs.push(waitersOf(next.obj), A); // now waiting
   return {
     // A spin may run only after another thread moved (the scheduler's fairness): it depends
     // on every step. A wait states what its condition reads as its object and touches.
@@ -316,8 +315,8 @@ export class DporSearch {
         stack.push({ enabled, thread: t, fp: null, backtrack: null, done: null, sleep });
         return t;
       },
-      footprint: (p, s, objs, all, next) => {
-        const f = footprintOf(s, objs, all, next);
+      footprint: (p, s, objs, all, lockQueued) => {
+        const f = footprintOf(s, objs, all, lockQueued);
         const d = depth++;
         stack[d]!.fp = f;
         found.length = 0;

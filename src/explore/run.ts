@@ -26,8 +26,6 @@ export interface Execution {
   atEnd(): Violation | null;
   /** Turn an exception thrown by a thread into a violation (a kernel BUG) or null (ours). */
   classify(e: unknown): Violation | null;
-  /** Before each step: every thread's next step (null when done), e.g. to see lock waiters. */
-  observePending?(pending: readonly (Step | null)[]): void;
   /**
    * The shared state as "path=value" lines, for checking that steps the explorer treats as
    * commuting really do (see `auditCommutation`).
@@ -76,9 +74,10 @@ export interface RunOptions {
   readonly observe?: (r: StepRecord) => void;
   /**
    * After each step, with what it touched beyond its announced object (pairs of object and
-   * mode 0 r, 1 w, 2 a; `all` when it commutes with nothing) and the thread's next step.
+   * mode 0 r, 1 w, 2 a; `all` when it commutes with nothing; `lockQueued` when a lock step
+   * only queued for its lock) and the thread's next step.
    */
-  readonly footprint?: (thread: number, step: Step, objs: readonly number[], all: boolean, next: Step | null) => void;
+  readonly footprint?: (thread: number, step: Step, objs: readonly number[], all: boolean, lockQueued: boolean, next: Step | null) => void;
   /** Called with the execution when the chooser stops the run. */
   readonly atCut?: (ex: Execution) => void;
 }
@@ -137,7 +136,6 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       return fail({ check: "deadlock", message: `no thread can run: ${waits.join("; ")}` });
     }
     if (schedule.length >= opts.maxSteps) return fail({ check: "progress", message: `still running after ${opts.maxSteps} steps` });
-    ex.observePending?.(pending);
     const t = opts.choose(enabled, prev, schedule.length);
     if (t === -1) {
       opts.atCut?.(ex);
@@ -156,6 +154,7 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       touched.on = true;
       touched.objs.length = 0;
       touched.all = false;
+      touched.lockQueued = false;
     }
     try {
       r = gens[t]!.next();
@@ -169,7 +168,7 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     touched.on = false;
     pending[t] = r.done ? null : r.value;
     if (r.done) gens[t] = null;
-    opts.footprint?.(t, s, touched.objs, touched.all, pending[t] ?? null);
+    opts.footprint?.(t, s, touched.objs, touched.all, touched.lockQueued, pending[t] ?? null);
     opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
     const v = ex.afterStep(t, s);
     if (v !== null) return fail(v);

@@ -6,9 +6,12 @@
 // fails is a finding, even though the oracle kernel compiles lockdep out: the rules are
 // what the model checks.
 //
-// MODEL: rwlock_t is a queued rwlock only in that a reader does not overtake a waiting
-// writer when `fairReaders` is set; by default readers may always join readers.
-import { blockingStep, step, type Gen } from "../rt/index.js";
+// rwlock_t is x86's queued rwlock (qrwlock): a thread that cannot take the lock at once
+// queues in arrival order, a reader does not overtake a writer queued before it, and the
+// lock is contended (rwlock_needbreak()) exactly while somebody queues. Taking the lock is
+// one step when the fast path succeeds; otherwise that step only queues, and a second
+// step, enabled when the thread's turn has come, takes it.
+import { blockingStep, lockQueueOf, lockReadersOf, lockWriterOf, step, touch, touched, type Gen } from "../rt/index.js";
 import type { World } from "./world.js";
 
 export type LockMode = "read" | "write";
@@ -53,6 +56,8 @@ export class RwLock {
   readonly id: number;
   writer = -1;
   readers = 0;
+  /** Threads in the slow path, oldest first: `thread * 2 + (write ? 1 : 0)`. */
+  readonly queue: number[] = [];
   constructor(
     private readonly w: World,
     readonly lockdep: Lockdep,
@@ -68,9 +73,60 @@ export class RwLock {
     return this.writer < 0 && this.readers === 0;
   }
 
+  /**
+   * May `thread` take the lock now? A reader: no writer holds it or queues ahead; a writer:
+   * nobody holds it and nobody queues ahead. A thread not in the queue is behind all of it.
+   */
+  mayTake(thread: number, write: boolean): boolean {
+    let ahead = this.queue.length;
+    for (let i = 0; i < this.queue.length; i++) if (this.queue[i]! >> 1 === thread) ahead = i;
+    if (write) return ahead === 0 && this.canWrite();
+    if (!this.canRead()) return false;
+    for (let i = 0; i < ahead; i++) if ((this.queue[i]! & 1) === 1) return false;
+    return true;
+  }
+
+  /** queued_rwlock_is_contended(): is a thread other than `thread` in the slow path? */
+  contended(thread: number): boolean {
+    touch(lockQueueOf(this.id), "r");
+    for (const e of this.queue) if (e >> 1 !== thread) return true;
+    return false;
+  }
+
+  /**
+   * The fast path: take the lock if nothing stands in the way, else join the queue.
+   * Returns true if the caller now waits in the queue.
+   */
+  private arrive(write: boolean): boolean {
+    const t = this.w.current;
+    touch(lockWriterOf(this.id), "r");
+    if (write) touch(lockReadersOf(this.id), "r");
+    if (this.mayTake(t, write)) {
+      touch(lockQueueOf(this.id), "r");
+      return false;
+    }
+    this.queue.push(t * 2 + (write ? 1 : 0));
+    touch(lockQueueOf(this.id), "w");
+    if (touched.on) touched.lockQueued = true;
+    return true;
+  }
+
+  /** The calling thread's turn has come: it leaves the queue. */
+  private depart(): void {
+    const t = this.w.current;
+    const i = this.queue.findIndex((e) => e >> 1 === t);
+    if (i >= 0) this.queue.splice(i, 1);
+    touch(lockQueueOf(this.id), "w");
+  }
+
   /** read_lock() */
   *readLock(): Gen<void> {
-    yield blockingStep("lock", this.id, "r", `read_lock(${this.name})`, () => this.canRead());
+    const t = this.w.current;
+    yield step("lock", this.id, "r", `read_lock(${this.name})`);
+    if (this.arrive(false)) {
+      yield blockingStep("lock", this.id, "r", `queued_read_lock_slowpath(${this.name})`, () => this.mayTake(t, false));
+      this.depart();
+    }
     this.takeRead();
   }
 
@@ -78,6 +134,7 @@ export class RwLock {
     const t = this.w.current;
     if (this.lockdep.mode(t, this) !== null) this.w.report("lockdep", `recursive read_lock(${this.name})`);
     if (!this.canRead()) this.w.bugOn(true, `read_lock(${this.name}) while write-held by thread ${this.writer}`);
+    touch(lockReadersOf(this.id), "a");
     this.readers++;
     this.lockdep.acquired(t, this, "read");
   }
@@ -89,12 +146,18 @@ export class RwLock {
       this.w.report("lockdep", `read_unlock(${this.name}) without holding it`);
       return;
     }
+    touch(lockReadersOf(this.id), "a");
     this.readers--;
   }
 
   /** write_lock() */
   *writeLock(): Gen<void> {
-    yield blockingStep("lock", this.id, "w", `write_lock(${this.name})`, () => this.canWrite());
+    const t = this.w.current;
+    yield step("lock", this.id, "w", `write_lock(${this.name})`);
+    if (this.arrive(true)) {
+      yield blockingStep("lock", this.id, "w", `queued_write_lock_slowpath(${this.name})`, () => this.mayTake(t, true));
+      this.depart();
+    }
     this.takeWrite();
   }
 
@@ -102,6 +165,7 @@ export class RwLock {
     const t = this.w.current;
     if (this.lockdep.mode(t, this) !== null) this.w.report("lockdep", `recursive write_lock(${this.name})`);
     if (!this.canWrite()) this.w.bugOn(true, `write_lock(${this.name}) while held`);
+    touch(lockWriterOf(this.id), "w");
     this.writer = t;
     this.lockdep.acquired(t, this, "write");
   }
@@ -113,6 +177,7 @@ export class RwLock {
       this.w.report("lockdep", `write_unlock(${this.name}) by a thread that does not hold it`);
       return;
     }
+    touch(lockWriterOf(this.id), "w");
     this.writer = -1;
     this.onWriteRelease?.();
   }
@@ -120,9 +185,9 @@ export class RwLock {
   /** MODEL: a checker run whenever the write lock is released (TLB coherence at hand-off). */
   onWriteRelease: (() => void) | null = null;
 
-  /** rwlock_needbreak(): is another thread waiting for this lock? The scheduler decides. */
+  /** rwlock_needbreak(): is another thread waiting for this lock? */
   needbreak(): boolean {
-    return this.w.needResched(this.w.current, this.name);
+    return this.contended(this.w.current);
   }
 
   /** lockdep_assert_held_write() */

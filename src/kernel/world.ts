@@ -31,7 +31,10 @@ export class World {
   readonly phys = new PhysMem();
   readonly pages = new PageAllocator(() => this.current);
   readonly findings: Finding[] = [];
-  /** Asked at every voluntary scheduling point: does anybody want this CPU or lock? */
+  /**
+   * need_resched(), asked at every voluntary scheduling point.
+   * MODEL: the timer never sets it; a walk yields only when a lock it holds is contended.
+   */
   needResched: (thread: number, what: string) => boolean = () => false;
   /** Called for every finding; the explorer stops an execution here. */
   onFinding: ((f: Finding) => void) | null = null;

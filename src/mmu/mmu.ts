@@ -581,7 +581,7 @@ export function* kvmRecoverNxLpages(kvm: Kvm, ratio = 1): Gen<number> {
     flush = kvm.variant("nx-recovery-flush-overwritten") ? zapFlush : zapFlush || flush;
     if (kvm.arch.lpageDisallowedMmuPages[0] === sp) kvm.arch.lpageDisallowedMmuPages.shift();
     zapped++;
-    if (kvm.w.needResched(kvm.w.current, "kvm_recover_nx_lpages")) {
+    if (kvm.w.needResched(kvm.w.current, "kvm_recover_nx_lpages") || kvm.mmuLock.needbreak()) {
       if (flush) yield* kvmFlushRemoteTlbs(kvm);
       flush = false;
       yield* kvm.rcu.rcuReadUnlock();

@@ -108,9 +108,17 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
       if (ret === RET_PF_RETRY && somethingInFlight(kvm)) {
         // MODEL: a vCPU that retries while an invalidation or a memslot update is in flight
         // spins until it is over; the spin is one blocking step, so no schedule can starve
-        // the updater and no retry spent waiting counts against progress.
-        yield blockingStep("sched", kvm.objIds.invalidateSeq, "r", "retry: wait for the invalidation or memslot update", () => !somethingInFlight(kvm));
+        // the updater and no retry spent waiting counts against progress. Each re-entry
+        // would service requests (a root to drop, a TLB flush), so a request ends the wait.
+        yield blockingStep(
+          "sched",
+          kvm.objIds.invalidateSeq,
+          "r",
+          "retry: wait for the invalidation or memslot update",
+          () => !somethingInFlight(kvm) || vcpu.requests.size !== 0,
+        );
         somethingInFlight(kvm); // what the wait read, for the footprint
+        touch(kvm.objIds.requests, "r");
         faults--;
       } else if (ret === RET_PF_RETRY) {
         yield spinStep(kvm.objIds.invalidateSeq, "RET_PF_RETRY: re-enter the guest");

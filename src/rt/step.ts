@@ -71,19 +71,36 @@ export function spinStep(obj: number, label: string): Step {
  * roots). Partial-order reduction treats two steps as commuting only if their footprints do,
  * so every such access must be touched. Recording is on only while an explorer asks.
  */
-export const touched = { on: false, objs: [] as number[], all: false };
+export const touched = { on: false, objs: [] as number[], all: false, lockQueued: false };
 
 /** Record that the running step also accesses `obj` in `mode`. */
 export function touch(obj: number, mode: AccessMode): void {
   if (touched.on) touched.objs.push(obj, mode === "r" ? 0 : mode === "w" ? 1 : 2);
 }
 
+// `lockQueued`: the running "lock" step did not take its lock, it only queued for it (the
+// lock's slow path follows as a step of its own).
+
 /** Record that the running step touches state too broad to name: it commutes with nothing. */
 export function touchAll(): void {
   if (touched.on) touched.all = true;
 }
 
-/** The footprint object standing for "threads waiting to take lock `lock`" (rwlock_needbreak). */
-export function waitersOf(lock: number): number {
+// Footprint objects standing for parts of a lock's state that steps other than its own
+// acquire and release read: its queue of waiters (rwlock_needbreak(), arrival), its writer
+// and its reader count. Object ids of locks and SPTEs are positive; these are negative.
+
+/** The footprint object for the queue of threads waiting to take lock `lock`. */
+export function lockQueueOf(lock: number): number {
   return -lock - 1;
+}
+
+/** The footprint object for the writer holding lock `lock`. */
+export function lockWriterOf(lock: number): number {
+  return -(2 ** 30) - lock;
+}
+
+/** The footprint object for the number of readers holding lock `lock`. */
+export function lockReadersOf(lock: number): number {
+  return -(2 ** 31) - lock;
 }

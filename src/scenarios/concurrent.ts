@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // Concurrent scenarios (JSON, docs/scenarios.md): a VM, a sequential setup, and threads
 // whose operations the explorer interleaves step by step, with the invariants to check.
-import { KernelBug, World, drive, touch, waitersOf, type Gen, type Step } from "../kernel/index.js";
+import { KernelBug, World, drive, type Gen, type Step } from "../kernel/index.js";
 import { EINVAL, fnv1a } from "../base/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -466,13 +466,6 @@ export function makeProgram(sc: ConcurrentScenario): () => {
       }
       return null;
     };
-    // rwlock_needbreak(): somebody is spinning for mmu_lock. MODEL: need_resched() from
-    // the timer is never set; yields happen exactly when another thread waits for the lock.
-    let pending: readonly ({ kind: string; obj: number; enabled?: () => boolean } | null)[] = [];
-    w.needResched = (thread: number) => {
-      touch(waitersOf(kvm.mmuLock.id), "r");
-      return pending.some((s, t) => t !== thread && s !== null && s.kind === "lock" && s.obj === kvm.mmuLock.id && s.enabled !== undefined && !s.enabled());
-    };
     const teardown = (): { check: string; message: string } | null => {
       w.current = 99;
       // Teardown zaps without flushing (no vCPU runs again): not a hand-off to check.
@@ -485,9 +478,6 @@ export function makeProgram(sc: ConcurrentScenario): () => {
     };
     return {
       instance: inst,
-      observePending: (p: readonly ({ kind: string; obj: number; enabled?: () => boolean } | null)[]) => {
-        pending = p;
-      },
       threads: sc.threads.map((t) => ({
         name: t.name,
         body: function* () {
