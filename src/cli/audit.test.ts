@@ -63,3 +63,23 @@ test("a run cut at --max-steps is reported as progress, and its replay command c
   assert.equal(without.code, 2);
   assert.match(without.err, /needs the same --max-steps/);
 });
+
+test("explore --bystanders finds the seed race among unrelated threads; its token replays only with --bystanders", () => {
+  const file = path.join(root, "scenarios", "seed-notifier-vs-fault.json");
+  const r = run(["explore", file, "--variant", "zap-under-read-lock", "--bystanders", "--strategy", "pct", "--seed", "1", "--max-schedules", "300", "--json"]);
+  assert.equal(r.code, 1, r.err);
+  const j = JSON.parse(r.out) as { scenario: string; violation: { check: string; token: string; replay: string; trace: { thread: string }[] } };
+  assert.equal(j.scenario, "seed-notifier-vs-fault-with-bystanders");
+  assert.equal(j.violation.check, "zap-post");
+  assert.match(j.violation.replay, / --bystanders$/);
+  const again = run(["replay", j.violation.token, file, "--bystanders"]);
+  assert.equal(again.code, 1, again.err);
+  assert.match(again.out, /VIOLATION \[zap-post\]/);
+  assert.match(again.out, /bystander-vcpu/);
+  const without = run(["replay", j.violation.token, file]);
+  assert.equal(without.code, 2);
+  assert.match(without.err, /made with --bystanders: replay it with that option/);
+  // The faithful kernel stays clean among the same threads.
+  const clean = run(["explore", file, "--bystanders", "--preemptions", "0", "--json"]);
+  assert.equal(clean.code, 0, clean.out + clean.err);
+});

@@ -6,7 +6,7 @@ import { performance } from "node:perf_hooks";
 import { kernelFrames } from "../kernel/index.js";
 import { StaleToken, auditCommutation, decodeToken, encodeToken, explore, fingerprint, runOnce, type Execution, type Strategy, type Violation } from "../explore/index.js";
 import { stepDebug } from "../rt/index.js";
-import { VARIANTS, makeProgram, parseScenario, type ConcurrentScenario } from "../scenarios/index.js";
+import { VARIANTS, makeProgram, parseScenario, withBystanders, type ConcurrentScenario } from "../scenarios/index.js";
 import { TRACE_SCHEMA_VERSION, type TraceEvent } from "../trace/index.js";
 
 export class ExploreUsage extends Error {
@@ -18,14 +18,19 @@ interface Io {
   err: (s: string) => void;
 }
 
-function loadScenario(file: string, variants: readonly string[]): ConcurrentScenario {
+/**
+ * Read and check a scenario file. With `bystanders`, the file is checked as written and then
+ * run with unrelated threads added (see withBystanders()).
+ */
+function loadScenario(file: string, variants: readonly string[], bystanders = false): ConcurrentScenario {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
   } catch {
     throw new ExploreUsage(`${file}: cannot read`);
   }
-  return parseScenario(file, text, variants);
+  const sc = parseScenario(file, text, variants);
+  return bystanders ? parseScenario(file, withBystanders(text), variants) : sc;
 }
 
 export interface TraceRow {
@@ -136,6 +141,7 @@ export function exploreScenario(
   sc: ConcurrentScenario,
   o: { strategy: Strategy; preemptions: number; por: boolean; seed: number; budgetMs: number; maxSchedules: number; maxSteps: number; pctDepth: number },
   progress: ((s: number, b: number) => void) | undefined,
+  bystanders = false,
 ): ExploreCliResult {
   const program = makeProgram(sc) as unknown as () => Execution;
   const r = explore(program, { ...o, now: () => performance.now(), ...(progress !== undefined ? { progress } : {}) });
@@ -151,7 +157,7 @@ export function exploreScenario(
       message: r.violation.message,
       trace: t.rows,
       token,
-      replay: `npx tdpmmu replay ${token} ${file}${r.schedule.length >= o.maxSteps ? ` --max-steps ${o.maxSteps}` : ""}`,
+      replay: `npx tdpmmu replay ${token} ${file}${bystanders ? " --bystanders" : ""}${r.schedule.length >= o.maxSteps ? ` --max-steps ${o.maxSteps}` : ""}`,
     },
   };
 }
@@ -169,6 +175,7 @@ export function exploreCommand(args: readonly string[], io: Io): number {
   let maxSteps = 20_000;
   let pctDepth = 3;
   let json = false;
+  let bystanders = false;
   const variants: string[] = [];
   const opts = new ArgReader("explore", args, (m) => new ExploreUsage(m));
   for (let a = opts.next(); a !== undefined; a = opts.next()) {
@@ -194,12 +201,13 @@ export function exploreCommand(args: readonly string[], io: Io): number {
       if (VARIANTS[v] === undefined) throw new ExploreUsage(`explore: unknown variant '${v}' (see 'tdpmmu variants')`);
       variants.push(v);
     } else if (a === "--json") json = true;
+    else if (a === "--bystanders") bystanders = true;
     else if (a.startsWith("-")) throw new ExploreUsage(`explore: unknown option '${a}'`);
     else if (file === null) file = a;
     else throw new ExploreUsage(`explore: one scenario file at a time (got '${file}' and '${a}')`);
   }
   if (file === null) throw new ExploreUsage("explore: no scenario file given");
-  const sc = loadScenario(file, variants);
+  const sc = loadScenario(file, variants, bystanders);
   const tty = !json && process.stderr.isTTY === true;
   const t0 = performance.now();
   const progress = tty
@@ -208,7 +216,7 @@ export function exploreCommand(args: readonly string[], io: Io): number {
         process.stderr.write(`\r${s} schedules, ${(s / Math.max(secs, 1e-3)).toFixed(0)}/s, ${b < 0 ? "no preemption bound" : `preemption bound ${b}`}   `);
       }
     : undefined;
-  const r = exploreScenario(file, sc, { strategy, preemptions, por, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress);
+  const r = exploreScenario(file, sc, { strategy, preemptions, por, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress, bystanders);
   if (tty) process.stderr.write("\r\x1b[K");
   const secs = (performance.now() - t0) / 1000;
   if (json) {
@@ -245,21 +253,28 @@ export function renderResult(sc: ConcurrentScenario, r: ExploreCliResult, secs: 
 
 export function replayCommand(args: readonly string[], io: Io): number {
   let json = false;
+  let bystanders = false;
   let maxSteps = 1_000_000;
   const pos: string[] = [];
   const opts = new ArgReader("replay", args, (m) => new ExploreUsage(m));
   for (let a = opts.next(); a !== undefined; a = opts.next()) {
     if (a === "--json") json = true;
+    else if (a === "--bystanders") bystanders = true;
     else if (a === "--max-steps") maxSteps = opts.int(a, 1, 1e8);
     else if (a.startsWith("-")) throw new ExploreUsage(`replay: unknown option '${a}'`);
     else pos.push(a);
   }
-  if (pos.length !== 2) throw new ExploreUsage("replay: usage: tdpmmu replay TOKEN SCENARIO [--max-steps N] [--json]");
+  if (pos.length !== 2) throw new ExploreUsage("replay: usage: tdpmmu replay TOKEN SCENARIO [--bystanders] [--max-steps N] [--json]");
   const [token, file] = pos as [string, string];
   const d = decodeToken(token);
   for (const v of d.variants) if (VARIANTS[v] === undefined) throw new StaleToken(`replay token names unknown variant '${v}'`);
-  const sc0 = loadScenario(file, []);
-  if (fingerprint(sc0.text) !== d.fingerprint) throw new StaleToken(`replay token was made for another version of ${file} (fingerprint ${d.fingerprint}, file has ${fingerprint(sc0.text)})`);
+  const sc0 = loadScenario(file, [], bystanders);
+  if (fingerprint(sc0.text) !== d.fingerprint) {
+    // Say so if the token fits the file with the bystanders switched the other way.
+    if (fingerprint(loadScenario(file, [], !bystanders).text) === d.fingerprint)
+      throw new StaleToken(`replay token was made ${bystanders ? "without" : "with"} --bystanders: replay it ${bystanders ? "without" : "with"} that option`);
+    throw new StaleToken(`replay token was made for another version of ${file} (fingerprint ${d.fingerprint}, file has ${fingerprint(sc0.text)})`);
+  }
   const sc = parseScenario(file, sc0.text, d.variants.filter((x) => !sc0.variants.includes(x)));
   const t = traceSchedule(sc, d.schedule, maxSteps);
   if (t.rows.length !== d.schedule.length) throw new StaleToken(`replay token does not fit the model any more: the run ended after ${t.rows.length} of ${d.schedule.length} steps`);

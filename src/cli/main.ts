@@ -27,10 +27,13 @@ commands:
   bench --op populate|zap|clear-dirty|age|split --gib N [--bare] [--reps N] [--json]
                           ns per 4K page and table bytes per mapped page (tracing off)
   explore SCENARIO.json [--strategy dpor|random|pct] [--preemptions N] [--pct-depth D]
-          [--seed S] [--budget 60s] [--max-schedules N] [--max-steps N] [--variant V]... [--json]
+          [--seed S] [--budget 60s] [--max-schedules N] [--max-steps N] [--variant V]...
+          [--bystanders] [--json]
                           interleave the scenario's threads and check its invariants
-                          (exit 0 clean, 1 violation, 2 bad input, 3 internal error)
-  replay TOKEN SCENARIO.json [--max-steps N] [--json]
+                          (exit 0 clean, 1 violation, 2 bad input, 3 internal error);
+                          --bystanders adds unrelated threads (a vCPU faulting in a memslot
+                          of its own, aging it, harvesting its dirty log)
+  replay TOKEN SCENARIO.json [--bystanders] [--max-steps N] [--json]
                           re-run the schedule a violation report printed
   variants [--json]       the switches that put historical bugs back
   audit SCENARIO.json [--variant V]... [--runs N] [--seed S]

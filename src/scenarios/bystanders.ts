@@ -4,8 +4,9 @@
 
 /**
  * The scenario text with bystanders added: a fresh 2M memslot above every other slot, one
- * more vCPU that faults in its first page during setup and another page as a thread, and a
- * thread aging both pages.
+ * more vCPU that faults in its first page during setup and another page as a thread, a
+ * thread aging both pages, and a thread harvesting the slot's dirty log (logging is enabled
+ * in setup, after the first page was mapped).
  */
 export function withBystanders(text: string): string {
   const j = JSON.parse(text) as {
@@ -26,9 +27,10 @@ export function withBystanders(text: string): string {
   const vcpu = j.vm.vcpus ?? 1;
   j.vm.memslots.push({ slot, gpa: hex(gpa), size: "0x200000" });
   j.vm.vcpus = vcpu + 1;
-  j.setup = [...(j.setup ?? []), { op: "access", vcpu, gpa: hex(gpa), write: true }];
+  j.setup = [...(j.setup ?? []), { op: "access", vcpu, gpa: hex(gpa), write: true }, { op: "dirty_log", action: "enable", slot }];
   j.threads.push({ name: "bystander-vcpu", ops: [{ op: "access", vcpu, gpa: hex(gpa + 0x1000), write: true }] });
   j.threads.push({ name: "ager", ops: [{ op: "age_gfn_range", start: hex(gpa / 4096), end: hex(gpa / 4096 + 2) }] });
+  j.threads.push({ name: "harvest", ops: [{ op: "dirty_log", action: "get", slot }] });
   j.name += "-with-bystanders";
   return JSON.stringify(j, null, 2);
 }
