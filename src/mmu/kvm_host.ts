@@ -137,6 +137,13 @@ export class KvmVcpu {
   loadingRoot = false;
   /** The thread running this vCPU (KVM_RUN), or -1. */
   runningThread = -1;
+  /**
+   * Entries to and exits from kvm->srcu's read side: odd while the vCPU handles a fault
+   * (kvm_vcpu_srcu_read_lock() between a VM exit and the next entry).
+   * MODEL: the fault path is the vCPU's only memslot reader; exits handled without a fault
+   * (a request, a kick) are not counted.
+   */
+  srcuSeq = 0;
   readonly stat = { pfTaken: 0, pfFixed: 0, pfEmulate: 0, pfSpurious: 0, pfFast: 0, pfMmioSpteCreated: 0, pfRetry: 0 };
   constructor(readonly vcpuId: number) {
     this.tlb = new Tlb(objOf.tlb(vcpuId));
@@ -180,7 +187,7 @@ export class Kvm {
   };
   /** Step footprints: the shared objects that are not SPTEs or locks. */
   readonly statIds: { pages: number[]; nx: number };
-  readonly objIds: { roots: number; invalidateSeq: number; kick: number; requests: number; obligations: number };
+  readonly objIds: { roots: number; invalidateSeq: number; kick: number; requests: number; obligations: number; srcu: number };
   readonly arch = {
     tdpMmuEnabled: true,
     /** Newest first, as list_add_rcu() at the head leaves them. */
@@ -217,7 +224,7 @@ export class Kvm {
     this.mm = new Mm(w);
     this.tracer.current = () => w.current;
     this.statIds = { pages: [w.objId(), w.objId(), w.objId()], nx: w.objId() };
-    this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId(), obligations: w.objId() };
+    this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId(), obligations: w.objId(), srcu: w.objId() };
   }
 
   /** MODEL: is variant `name` (a historical bug put back, see VARIANTS) switched on? */

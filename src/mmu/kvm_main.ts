@@ -382,9 +382,16 @@ function* kvmSwapActiveMemslots(kvm: Kvm, asId: number, apply: () => void): Gen<
   yield blockingStep("lock", kvm.mnInvalidateLock.id, "w", "wait for mn_active_invalidate_count == 0", () => kvm.mnActiveInvalidateCount === 0);
   touch(objOf.memslots(asId), "w");
   apply();
-  // MODEL: SRCU readers (memslot users) are not tracked; the wait orders this update after
-  // every memslot reader so far, and the new generation is published here.
-  yield step("rcu", objOf.memslots(asId), "w", "synchronize_srcu_expedited(&kvm->srcu)");
+  // synchronize_srcu_expedited() waits for every read-side section that began before the
+  // new set was published: a fault that may still use the old memslots. Faults that begin
+  // later see the new set.
+  touch(kvm.objIds.srcu, "r");
+  const readers: [KvmVcpu, number][] = [];
+  for (const v of kvm.vcpus) if ((v.srcuSeq & 1) === 1) readers.push([v, v.srcuSeq]);
+  yield blockingStep("rcu", objOf.memslots(asId), "w", "synchronize_srcu_expedited(&kvm->srcu)", () =>
+    readers.every(([v, seq]) => v.srcuSeq !== seq),
+  );
+  touch(kvm.objIds.srcu, "r"); // what the wait read
   set.generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + BigInt(KVM_ADDRESS_SPACE_NUM);
   // kvm_arch_memslots_updated() -> kvm_mmu_invalidate_mmio_sptes()
   const g = set.generation & 0x7ffffn & ~1n;

@@ -100,7 +100,13 @@ export function* kvmGuestAccess(kvm: Kvm, vcpu: KvmVcpu, gpa: number, access: Ac
         return { kind: "ok", pfn: r.pfn };
       }
       if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_page_fault", vcpu: vcpu.vcpuId, gpa, errorCode: r.errorCode });
+      // The exit is handled inside kvm->srcu's read side (kvm_vcpu_srcu_read_lock()):
+      // a memslot update waits for it in synchronize_srcu_expedited().
+      touch(kvm.objIds.srcu, "a");
+      vcpu.srcuSeq++;
       const ret = yield* kvmMmuPageFault(kvm, vcpu, gpa, r.errorCode);
+      touch(kvm.objIds.srcu, "a");
+      vcpu.srcuSeq++;
       // MODEL: an emulated access completes without touching guest memory through the TDP
       // tables (MMIO exits to userspace; writes to read-only slots are dropped).
       if (ret === RET_PF_EMULATE) return { kind: "mmio" };

@@ -200,12 +200,12 @@ const crowded: [scenario: string, variant: string | null, check: string, hunt: H
   ["iter-advance-after-yield", "iter-advance-after-yield", "zap-post", { pct: [3, 1] }],
   ["free-before-flush", "free-before-flush", "rcu", { pct: [3, 1] }],
   ["yield-no-forward-progress", "yield-no-forward-progress", "progress", { pct: [3, 1] }],
-  ["leaf-at-wrong-level", "leaf-at-wrong-level", "warn", { pct: [5, 2] }],
+  ["leaf-at-wrong-level", "leaf-at-wrong-level", "warn", { pct: [5, 1] }],
   ["zap-all-skips-straddling-nonleaf", "zap-all-skips-straddling-nonleaf", "leaks", { pct: [3, 1] }],
   ["wrprot-skips-mmu-writable", "wrprot-skips-mmu-writable", "write-track", { pct: [3, 1] }],
   ["notifier-skips-invalid-roots", "notifier-skips-invalid-roots", "zap-post", { pct: [3, 1] }],
   ["notifier-unmap-unsafe-root-iter", "notifier-unmap-unsafe-root-iter", "rcu", { pct: [3, 1] }],
-  ["sp-list-link-after-publish", null, "sp-lists", { pct: [2, 2] }],
+  ["sp-list-link-after-publish", null, "sp-lists", { pct: [3, 3] }],
   ["clear-dirty-retry-nonleaf", null, "transitions", { pct: [3, 1] }],
 ];
 for (const [scenario, variant, check, hunt] of crowded) {
