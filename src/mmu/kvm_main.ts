@@ -135,6 +135,12 @@ export function gfnToMemslot(kvm: Kvm, asId: number, gfn: number): KvmMemorySlot
   return null;
 }
 
+/** kvm_memslots(kvm, as_id)->generation, read by a vCPU for its MMIO caches. */
+export function kvmMemslotsGeneration(kvm: Kvm, asId: number): bigint {
+  touch(objOf.memslots(asId), "r");
+  return kvm.memslots[asId]!.generation;
+}
+
 /** kvm_vcpu_gfn_to_memslot() */
 export function kvmVcpuGfnToMemslot(kvm: Kvm, vcpu: KvmVcpu, gfn: number): KvmMemorySlot | null {
   return gfnToMemslot(kvm, vcpu.smm ? 1 : 0, gfn);

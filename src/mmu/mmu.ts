@@ -64,6 +64,7 @@ import {
   kvmFlushRemoteTlbs,
   kvmFlushRemoteTlbsWithAddress,
   kvmMakeAllCpusRequest,
+  kvmMemslotsGeneration,
   kvmReleasePfnClean,
   kvmVcpuGfnToMemslot,
   markPageDirtyInSlot,
@@ -136,7 +137,7 @@ export function makeSpteForVcpu(
 
 /** make_mmio_spte(): with the generation of the vCPU's address space. */
 export function makeMmioSpteForVcpu(kvm: Kvm, vcpu: KvmVcpu, gfn: number): bigint {
-  const gen = kvm.memslots[vcpu.smm ? 1 : 0]!.generation;
+  const gen = kvmMemslotsGeneration(kvm, vcpu.smm ? 1 : 0);
   return makeMmioSpte(kvm.masks, gfn, ACC_ALL, gen, (m: string) => kvm.w.report("warn", `make_mmio_spte: ${m}`));
 }
 
@@ -284,7 +285,7 @@ export function* kvmMmuPageFault(kvm: Kvm, vcpu: KvmVcpu, gpa: number, errorCode
 /** handle_mmio_page_fault() */
 function* handleMmioPageFault(kvm: Kvm, vcpu: KvmVcpu, gpa: number): Gen<number> {
   const gfn = Math.floor(gpa / 4096);
-  const gen = kvm.memslots[vcpu.smm ? 1 : 0]!.generation;
+  const gen = kvmMemslotsGeneration(kvm, vcpu.smm ? 1 : 0);
   // mmio_info_in_cache()
   if (vcpu.mmioGfn !== 0 && vcpu.mmioGfn === gfn && vcpu.mmioGen === gen) return RET_PF_EMULATE;
   yield* kvm.rcu.rcuReadLock();
@@ -396,7 +397,7 @@ function handleAbnormalPfn(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): number
   if (fault.pfn === -2) return RET_PF_EMULATE;
   if (fault.pfn === -3) return RET_PF_EMULATE;
   if (fault.pfn === -1) {
-    vcpuCacheMmioInfo(vcpu, fault.gfn, kvm.memslots[vcpu.smm ? 1 : 0]!.generation);
+    vcpuCacheMmioInfo(vcpu, fault.gfn, kvmMemslotsGeneration(kvm, vcpu.smm ? 1 : 0));
     if (!kvm.masks.enableMmioCaching || fault.gfn > kvmMmuMaxGfn(kvm.masks)) return RET_PF_EMULATE;
   }
   return RET_PF_CONTINUE;
