@@ -40,6 +40,12 @@ test("bad scenarios are rejected with file:line before anything runs", () => {
   assert.equal(parseError("mem 0 0 0x4000\nrun\n"), "s.txt:2: run: the harness needs slot 0 at GPA 0 covering at least 0x8000");
   assert.equal(parseError(ok + "dirtylog 0 on\nclearlog 0 0 64\n"), "s.txt:3: clearlog needs 'manualprotect' first (KVM_CLEAR_DIRTY_LOG)");
   assert.equal(parseError(ok + "mem 1 0x200000 0x1000 huge rw\n"), "s.txt:2: mem: expected 'ro', got 'rw'");
+  assert.equal(parseError(ok + "mem 1 0x200000 0x1000 hugest\n"), "s.txt:2: mem: expected 'huge', 'nohuge' or 'huge1g', got 'hugest'");
+  assert.equal(parseError(ok + "mem 1 0x40000000 0x200000 huge1g\n"), "s.txt:2: mem: a huge1g backing is one 1 GiB page here: SIZE must be 0x40000000");
+  assert.equal(
+    parseError(ok + "mem 1 0x40000000 0x40000000 huge1g\nmadvise 1 0x200000 0x200000\n"),
+    "s.txt:3: madvise: OFF 0x200000 must be 1 GiB aligned in a huge1g slot",
+  );
 });
 
 // Random but valid scenarios: faults, host writes, madvise, dirty logging, delete/recreate.

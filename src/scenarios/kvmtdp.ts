@@ -30,7 +30,7 @@ const MAXSLOTS = 8;
 const HVA_BASE = 0x7f0000000000;
 
 export type KvmtdpCommand =
-  | { readonly op: "mem"; readonly line: number; readonly slot: number; readonly gpa: number; readonly size: number; readonly huge: boolean; readonly ro: boolean }
+  | { readonly op: "mem"; readonly line: number; readonly slot: number; readonly gpa: number; readonly size: number; readonly huge: boolean; readonly hugetlb: boolean; readonly ro: boolean }
   | { readonly op: "manualprotect"; readonly line: number; readonly initSet: boolean }
   | { readonly op: "clearlog"; readonly line: number; readonly slot: number; readonly first: number; readonly count: number }
   | { readonly op: "move"; readonly line: number; readonly slot: number; readonly gpa: number }
@@ -72,6 +72,7 @@ interface SlotState {
   size: number;
   hva: number;
   huge: boolean;
+  hugetlb: boolean;
 }
 
 /**
@@ -125,7 +126,7 @@ export function parseKvmtdp(file: string, text: string): KvmtdpCommand[] {
         const gpa = num(2, "GPA");
         const size = num(3, "SIZE");
         const hp = toks[4];
-        if (hp !== undefined && hp !== "huge" && hp !== "nohuge") fail(`mem: expected 'huge' or 'nohuge', got '${hp}'`);
+        if (hp !== undefined && hp !== "huge" && hp !== "nohuge" && hp !== "huge1g") fail(`mem: expected 'huge', 'nohuge' or 'huge1g', got '${hp}'`);
         const roTok = toks[5];
         if (roTok !== undefined && roTok !== "ro") fail(`mem: expected 'ro', got '${roTok}'`);
         noMore(6);
@@ -135,8 +136,11 @@ export function parseKvmtdp(file: string, text: string): KvmtdpCommand[] {
           if (s !== undefined && s.present && gpa < s.gpa + s.size && s.gpa < gpa + size) fail(`mem: slot ${slot} overlaps slot ${id}`);
         if (slot === 0 && gpa !== 0) fail("mem: slot 0 must start at GPA 0 (the harness lives at gfns 1-7)");
         if (size > 0x40000000) fail(`mem: SIZE 0x${size.toString(16)} is larger than 1 GiB`);
-        slots[slot] = { used: true, ro: roTok === "ro", dirtyLog: false, present: true, gpa, size, hva: HVA_BASE + slot * 0x40000000, huge: hp === "huge" };
-        cmds.push({ op: "mem", line: lineNo, slot, gpa, size, huge: hp === "huge", ro: roTok === "ro" });
+        const hugetlb = hp === "huge1g";
+        // MODEL: each slot's backing has a 1 GiB window of host addresses: one hugetlbfs page.
+        if (hugetlb && size !== 0x40000000) fail(`mem: a huge1g backing is one 1 GiB page here: SIZE must be 0x40000000`);
+        slots[slot] = { used: true, ro: roTok === "ro", dirtyLog: false, present: true, gpa, size, hva: HVA_BASE + slot * 0x40000000, huge: hp === "huge", hugetlb };
+        cmds.push({ op: "mem", line: lineNo, slot, gpa, size, huge: hp === "huge", hugetlb, ro: roTok === "ro" });
         break;
       }
       case "r":
@@ -165,6 +169,8 @@ export function parseKvmtdp(file: string, text: string): KvmtdpCommand[] {
         noMore(4);
         if (off % 4096 !== 0) fail(`madvise: OFF 0x${off.toString(16)} is not page aligned`);
         if (len === 0 || off + len > slots[slot]!.size) fail(`madvise: [0x${off.toString(16)}, 0x${(off + len).toString(16)}) is outside slot ${slot}`);
+        // madvise() on hugetlbfs: EINVAL unless the start is huge-page aligned.
+        if (slots[slot]!.hugetlb && off % 0x40000000 !== 0) fail(`madvise: OFF 0x${off.toString(16)} must be 1 GiB aligned in a huge1g slot`);
         cmds.push({ op: "madvise", line: lineNo, slot, off, len });
         break;
       }
@@ -332,8 +338,8 @@ export function runKvmtdp(cmds: readonly KvmtdpCommand[], opts: KvmtdpOptions = 
         break;
       case "mem": {
         const hva = HVA_BASE + c.slot * 0x40000000;
-        kvm.mm.mmapAnon(hva, c.size, c.huge);
-        slots[c.slot] = { used: true, ro: c.ro, dirtyLog: false, present: true, gpa: c.gpa, size: c.size, hva, huge: c.huge, flags: c.ro ? KVM_MEM_READONLY : 0 };
+        kvm.mm.mmapAnon(hva, c.size, c.huge, c.hugetlb);
+        slots[c.slot] = { used: true, ro: c.ro, dirtyLog: false, present: true, gpa: c.gpa, size: c.size, hva, huge: c.huge, hugetlb: c.hugetlb, flags: c.ro ? KVM_MEM_READONLY : 0 };
         setRegion(c.slot);
         break;
       }
