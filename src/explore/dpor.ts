@@ -7,9 +7,10 @@
 // with vector clocks among the steps of each run. For a race between step i of thread q
 // and a later step d of thread p, the steps after i that do not depend on i, then d, are
 // the reversed order to try; one thread that can start it is added to the choices still
-// to try just before i, unless one is there already. A step that can block (a lock, a
-// wait) races with every earlier step it depends on and does not already follow: it may
-// not have been able to run right before the latest one.
+// to try just before i, unless one is there already. A step that can block (a spinlock or
+// mutex, the slow path of a queued rwlock, a wait) races with every earlier step it
+// depends on and does not already follow: it may not have been able to run right before
+// the latest one.
 //
 // A transition is one announced step plus everything the thread does until its next
 // announcement. Its footprint is the announced object plus what the code touched (see
@@ -41,7 +42,7 @@ export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolea
   // A lock step that only queued took no lock: what it did is in what it touched.
   const isLock = (s.kind === "lock" && !lockQueued) || s.kind === "unlock";
   const objs: number[] = [];
-  if (!isLock && s.kind !== "lock") objs.push(s.obj, modeCode(s.mode));
+  if (s.kind !== "lock" && s.kind !== "unlock") objs.push(s.obj, modeCode(s.mode));
   for (let i = 0; i < touchedObjs.length; i++) objs.push(touchedObjs[i]!);
   return {
     // A spin may run only after another thread moved (the scheduler's fairness): it depends

@@ -24,6 +24,51 @@ test("rwlock: readers share, a writer excludes, lockdep knows who holds what", (
   assert.match(w.findings[1]!.message, /write_unlock\(mmu_lock\) by a thread that does not hold it/);
 });
 
+test("rwlock is a queued rwlock: waiters queue in order, a reader does not pass a queued writer", () => {
+  const w = new World();
+  const l = new RwLock(w, new Lockdep(), "mmu_lock");
+  // Start an acquisition by thread t: run its fast-path step; the slow-path step if queued.
+  const arrive = (t: number, write: boolean) => {
+    w.current = t;
+    const g = write ? l.writeLock() : l.readLock();
+    g.next(); // announce the acquisition
+    const r = g.next(); // the fast path: taken (done), or queued (the slow path announced)
+    return { g, queued: r.done !== true, slow: r.done === true ? null : r.value };
+  };
+  const finish = (t: number, a: ReturnType<typeof arrive>) => {
+    w.current = t;
+    assert.equal(a.slow?.enabled?.(), true, `thread ${t} may take the lock now`);
+    assert.equal(a.g.next().done, true);
+  };
+  const r1 = arrive(1, false);
+  assert.equal(r1.queued, false, "a free lock is taken on the fast path");
+  const w2 = arrive(2, true);
+  assert.equal(w2.queued, true, "a writer queues behind a reader");
+  assert.match(w2.slow!.label, /queued_write_lock_slowpath\(mmu_lock\)/);
+  assert.equal(w2.slow!.enabled!(), false);
+  w.current = 1;
+  assert.equal(l.needbreak(), true, "the reader holding the lock sees the queued writer");
+  const r3 = arrive(3, false);
+  assert.equal(r3.queued, true, "a reader does not pass a queued writer");
+  w.current = 1;
+  drive(l.readUnlock());
+  assert.equal(r3.slow!.enabled!(), false, "the writer goes first");
+  finish(2, w2);
+  const r4 = arrive(4, false);
+  assert.equal(r4.queued, true, "a reader arriving while a writer holds queues behind the earlier reader");
+  w.current = 2;
+  assert.equal(l.needbreak(), true);
+  drive(l.writeUnlock());
+  assert.equal(r4.slow!.enabled!(), false, "queued readers take the lock in order");
+  w.current = 2;
+  assert.equal(l.needbreak(), false, "a queued reader whose turn has come does not count as contention");
+  finish(3, r3);
+  finish(4, r4);
+  assert.equal(l.readers, 2);
+  assert.deepEqual(l.queue, []);
+  assert.deepEqual(w.findings, []);
+});
+
 test("rcu: a callback waits for every reader that was inside when it was queued", () => {
   const w = new World();
   const rcu = new Rcu(w);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // rwlock_t, spinlock_t and struct mutex, with lockdep's held-lock tracking.
 //
-// Every acquire and release is a step. An acquire is announced as a blocking step: the
-// scheduler runs it only when the lock can be taken. A modelled lockdep assertion that
+// Every acquire and release is a step. A spinlock or mutex acquire is announced as a
+// blocking step: the scheduler runs it only when the lock can be taken (any waiter may
+// take a released lock). An rwlock acquire is a step that queues if it must wait (below). A modelled lockdep assertion that
 // fails is a finding, even though the oracle kernel compiles lockdep out: the rules are
 // what the model checks.
 //
@@ -11,6 +12,10 @@
 // lock is contended (rwlock_needbreak()) exactly while somebody queues. Taking the lock is
 // one step when the fast path succeeds; otherwise that step only queues, and a second
 // step, enabled when the thread's turn has come, takes it.
+// MODEL: the queue is joined and left atomically: the kernel's short windows between a
+// failed fast path and wait_lock, and between wait_lock and the reader count, in which a
+// holder that yields can take the lock straight back, are not modelled. rwlock_needbreak()
+// reports contention as with CONFIG_PREEMPTION=y (Debian's 6.1 has it, PREEMPT_DYNAMIC).
 import { blockingStep, lockQueueOf, lockReadersOf, lockWriterOf, step, touch, touched, type Gen } from "../rt/index.js";
 import type { World } from "./world.js";
 
@@ -74,22 +79,38 @@ export class RwLock {
   }
 
   /**
-   * May `thread` take the lock now? A reader: no writer holds it or queues ahead; a writer:
-   * nobody holds it and nobody queues ahead. A thread not in the queue is behind all of it.
+   * May `thread` take the lock now? A queued thread takes it in turn (wait_lock hands over
+   * in order): at the head of the queue, a reader once no writer holds it, a writer once
+   * nobody does. A thread not in the queue (the fast path): a reader if no writer holds or
+   * queues, a writer if nobody holds it and nobody queues.
    */
   mayTake(thread: number, write: boolean): boolean {
-    let ahead = this.queue.length;
-    for (let i = 0; i < this.queue.length; i++) if (this.queue[i]! >> 1 === thread) ahead = i;
-    if (write) return ahead === 0 && this.canWrite();
+    let at = -1;
+    for (let i = 0; i < this.queue.length; i++) if (this.queue[i]! >> 1 === thread) at = i;
+    if (write) return (at === 0 || (at < 0 && this.queue.length === 0)) && this.canWrite();
     if (!this.canRead()) return false;
-    for (let i = 0; i < ahead; i++) if ((this.queue[i]! & 1) === 1) return false;
+    if (at >= 0) return at === 0;
+    for (const e of this.queue) if ((e & 1) === 1) return false;
     return true;
   }
 
-  /** queued_rwlock_is_contended(): is a thread other than `thread` in the slow path? */
+  /**
+   * queued_rwlock_is_contended(): is a thread other than `thread` waiting in the slow path?
+   * MODEL: queued readers with no writer holding the lock or queued ahead of them count as in
+   * already: in qrwlock each adds its count to the lock word before it waits, so they hold
+   * the lock, one after the other, as soon as the writer lets go.
+   */
   contended(thread: number): boolean {
     touch(lockQueueOf(this.id), "r");
-    for (const e of this.queue) if (e >> 1 !== thread) return true;
+    touch(lockWriterOf(this.id), "r");
+    touch(lockReadersOf(this.id), "r");
+    let writerAhead = !this.canRead();
+    for (const e of this.queue) {
+      const write = (e & 1) === 1;
+      const waits = write ? !this.mayTake(e >> 1, true) : writerAhead;
+      if (e >> 1 !== thread && waits) return true;
+      if (write) writerAhead = true;
+    }
     return false;
   }
 
