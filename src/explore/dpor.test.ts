@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { Lockdep, RwLock, World } from "../kernel/index.js";
 import { blockingStep, step, type Gen } from "../rt/index.js";
 import { dpor, runOnce, type Execution, type Program } from "./index.js";
 import { lockOrder, racyCounter } from "./toys.js";
@@ -109,6 +110,83 @@ test("property: DPOR reaches exactly the final states of all interleavings", () 
       fc.pre(runs > 0);
       const reduced = new Set<string>();
       const d = dpor(program(spec, reduced), reduce);
+      assert.equal(d.complete, true);
+      assert.deepEqual([...reduced].sort(), [...everything].sort());
+      assert.ok(d.traces <= runs);
+    }),
+    { numRuns: Number(process.env.DPOR_RUNS ?? 300) },
+  );
+});
+
+/**
+ * The same kind of program with the model's queued rwlock (kernel/locking.ts): an acquire
+ * that must wait queues as a step of its own, and a holder with `brk` asks
+ * rwlock_needbreak() and, if somebody queues, drops the lock and takes it again, as
+ * cond_resched_rwlock_*() does. What it saw is part of the final state.
+ */
+type QOp = Op & { brk: boolean };
+function queuedProgram(spec: readonly (readonly QOp[])[], finals: Set<string>): Program {
+  return () => {
+    const w = new World();
+    const l = new RwLock(w, new Lockdep(), "l");
+    const vars = [0, 0];
+    const reads: number[][] = spec.map(() => []);
+    const threads = spec.map((ops, t) => ({
+      name: `t${t}`,
+      body: function* (): Gen<void> {
+        for (const o of ops) {
+          const write = o.lock === "w";
+          if (o.lock !== "none") yield* write ? l.writeLock() : l.readLock();
+          if (o.k === "r") {
+            yield step("read", 100 + o.obj, "r", `load x${o.obj}`);
+            reads[t]!.push(vars[o.obj]!);
+          } else if (o.k === "w") {
+            yield step("write", 100 + o.obj, "w", `x${o.obj} = ${o.val}`);
+            vars[o.obj] = o.val;
+          } else if (o.k === "a") {
+            yield step("rmw", 100 + o.obj, "a", `x${o.obj} += 1`);
+            vars[o.obj]! += 1;
+          } else yield blockingStep("flush", 100 + o.obj, "r", `wait for x${o.obj} == 0`, () => vars[o.obj] === 0);
+          if (o.lock === "none") continue;
+          if (o.brk && l.needbreak()) {
+            reads[t]!.push(-1);
+            yield* write ? l.writeUnlock() : l.readUnlock();
+            yield* write ? l.writeLock() : l.readLock();
+          }
+          yield* write ? l.writeUnlock() : l.readUnlock();
+        }
+      },
+    }));
+    return {
+      threads,
+      setCurrent: (t) => w.runStep(t),
+      afterStep: () => null,
+      atEnd: () => {
+        finals.add(JSON.stringify([vars, reads]));
+        return null;
+      },
+      classify: () => null,
+    };
+  };
+}
+
+test("property: with the queued rwlock and rwlock_needbreak(), DPOR reaches exactly the final states of all interleavings", () => {
+  const qopArb: fc.Arbitrary<QOp> = fc.record({
+    k: fc.constantFrom("r" as const, "w" as const, "a" as const, "wait" as const),
+    obj: fc.integer({ min: 0, max: 1 }),
+    val: fc.integer({ min: 0, max: 2 }),
+    lock: fc.constantFrom("none" as const, "r" as const, "r" as const, "w" as const),
+    brk: fc.boolean(),
+  });
+  const size = (spec: readonly (readonly QOp[])[]): number => spec.flat().reduce((n, o) => n + (o.lock === "none" ? 1 : o.brk ? 6 : 3), 0);
+  fc.assert(
+    fc.property(fc.array(fc.array(qopArb, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 3 }), (spec) => {
+      fc.pre(size(spec) <= 12);
+      const everything = new Set<string>();
+      const runs = runAll(queuedProgram(spec, everything));
+      fc.pre(runs > 0);
+      const reduced = new Set<string>();
+      const d = dpor(queuedProgram(spec, reduced), reduce);
       assert.equal(d.complete, true);
       assert.deepEqual([...reduced].sort(), [...everything].sort());
       assert.ok(d.traces <= runs);
