@@ -101,18 +101,23 @@ function runAll(p: Program): number {
 const stepsOf = (spec: readonly (readonly Op[])[]): number => spec.flat().reduce((n, o) => n + (o.lock === "none" ? 1 : 3), 0);
 const reduce = { maxSteps: 1000, overBudget: () => false };
 
+/** DPOR completes and reaches exactly the final states that all interleavings reach (skip a program that deadlocks). */
+function sameFinalStates(make: (finals: Set<string>) => Program): void {
+  const everything = new Set<string>();
+  const runs = runAll(make(everything));
+  fc.pre(runs > 0);
+  const reduced = new Set<string>();
+  const d = dpor(make(reduced), reduce);
+  assert.equal(d.complete, true);
+  assert.deepEqual([...reduced].sort(), [...everything].sort());
+  assert.ok(d.traces <= runs);
+}
+
 test("property: DPOR reaches exactly the final states of all interleavings", () => {
   fc.assert(
     fc.property(fc.array(fc.array(opArb, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 3 }), (spec) => {
       fc.pre(stepsOf(spec) <= 10);
-      const everything = new Set<string>();
-      const runs = runAll(program(spec, everything));
-      fc.pre(runs > 0);
-      const reduced = new Set<string>();
-      const d = dpor(program(spec, reduced), reduce);
-      assert.equal(d.complete, true);
-      assert.deepEqual([...reduced].sort(), [...everything].sort());
-      assert.ok(d.traces <= runs);
+      sameFinalStates((finals) => program(spec, finals));
     }),
     { numRuns: Number(process.env.DPOR_RUNS ?? 300) },
   );
@@ -182,14 +187,7 @@ test("property: with the queued rwlock and rwlock_needbreak(), DPOR reaches exac
   fc.assert(
     fc.property(fc.array(fc.array(qopArb, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 3 }), (spec) => {
       fc.pre(size(spec) <= 12);
-      const everything = new Set<string>();
-      const runs = runAll(queuedProgram(spec, everything));
-      fc.pre(runs > 0);
-      const reduced = new Set<string>();
-      const d = dpor(queuedProgram(spec, reduced), reduce);
-      assert.equal(d.complete, true);
-      assert.deepEqual([...reduced].sort(), [...everything].sort());
-      assert.ok(d.traces <= runs);
+      sameFinalStates((finals) => queuedProgram(spec, finals));
     }),
     { numRuns: Number(process.env.DPOR_RUNS ?? 300) },
   );
