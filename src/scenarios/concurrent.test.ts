@@ -57,7 +57,7 @@ function jsonError(text: string): string {
 }
 
 test("bad scenarios are rejected naming the JSON path", () => {
-  const ok = JSON.parse(seedText) as { threads: { ops: Record<string, unknown>[] }[]; vm: Record<string, unknown> };
+  const ok = JSON.parse(seedText) as { threads: { name?: string; ops: Record<string, unknown>[] }[]; vm: Record<string, unknown> };
   const edit = (f: (j: typeof ok) => void): string => {
     const j = structuredClone(ok);
     f(j);
@@ -68,6 +68,10 @@ test("bad scenarios are rejected naming the JSON path", () => {
   assert.equal(jsonError(edit((j) => (j.threads[1]!.ops[0]!["offset"] = "0x10001"))), "s.json: $.threads[1].ops[0].offset: not page aligned");
   assert.equal(jsonError(edit((j) => (j.threads[0]!.ops[0]!["colour"] = 1))), "s.json: $.threads[0].ops[0].colour: unknown field (allowed: op, vcpu, gpa, write, exec)");
   assert.equal(jsonError(edit((j) => delete j.threads[0]!.ops[0]!["gpa"])), "s.json: $.threads[0].ops[0].gpa: missing field");
+  assert.equal(
+    jsonError(edit((j) => j.threads.push({ name: "again", ops: [{ op: "access", vcpu: 0, gpa: "0x12000" }] }))),
+    "s.json: $.threads[2].ops[0].vcpu: vCPU 0 already runs in thread vcpu0 (a vCPU runs in one thread: KVM_RUN holds vcpu->mutex)",
+  );
   assert.equal(jsonError(edit((j) => (j.vm["levels"] = 3))), "s.json: $.vm.levels: expected 4 or 5");
   assert.equal(
     jsonError(edit((j) => ((j.vm["memslots"] as Record<string, unknown>[])[0]!["backing"] = "1g"))),

@@ -278,6 +278,18 @@ export function parseScenario(file: string, text: string, extraVariants: readonl
     return { name: str(o["name"] ?? `t${i}`, `${p}.name`), ops: arr(o["ops"] ?? fail(`${p}.ops`, "missing field"), `${p}.ops`).map((x, k) => parseOp(x, `${p}.ops[${k}]`)) };
   });
   if (threads.length === 0) fail("$.threads", "needs at least one thread");
+  // KVM_RUN holds vcpu->mutex: a vCPU runs in one thread at a time.
+  const runner = new Map<number, number>();
+  threads.forEach((t, i) =>
+    t.ops.forEach((o, k) => {
+      if (o.op !== "access") return;
+      const v = o["vcpu"] as number;
+      const first = runner.get(v);
+      if (first !== undefined && first !== i)
+        fail(`$.threads[${i}].ops[${k}].vcpu`, `vCPU ${v} already runs in thread ${threads[first]!.name} (a vCPU runs in one thread: KVM_RUN holds vcpu->mutex)`);
+      runner.set(v, i);
+    }),
+  );
   const checksRaw = arr(top["checks"] ?? ["all"], "$.checks").map((c, i) => str(c, `$.checks[${i}]`, ["all", ...CHECKS]));
   const checks = checksRaw.includes("all") ? [...CHECKS] : (checksRaw as CheckName[]);
   return {
