@@ -253,7 +253,7 @@ export class BoundedSearch {
     const before = new Int32Array(r.schedule.length + 1);
     for (let d = 0; d < r.schedule.length; d++) {
       const c = r.choices[d]!;
-      before[d + 1] = before[d]! + (c.prev >= 0 && r.schedule[d] !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+      before[d + 1] = before[d]! + (c.prev >= 0 && r.schedule[d] !== c.prev && c.enabled.includes(c.prev) && !c.yielded ? 1 : 0);
     }
     this.frames.push({ r, before, low: prefix.length, d: this.shallowFirst ? prefix.length : r.schedule.length - 1, alt: 0 });
     return r;
@@ -280,7 +280,7 @@ export class BoundedSearch {
       while (f.alt < alts.length) {
         const cand = alts[f.alt++]!;
         if (cand === r.schedule[f.d]) continue;
-        const pre = before[f.d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) ? 1 : 0);
+        const pre = before[f.d]! + (c.prev >= 0 && cand !== c.prev && c.enabled.includes(c.prev) && !c.yielded ? 1 : 0);
         if (pre > this.bound) {
           this.pruned = true;
           continue;

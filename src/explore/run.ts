@@ -49,7 +49,7 @@ export interface RunResult {
   readonly violation: Violation | null;
   readonly preemptions: number;
   /** At each step: the enabled threads (for the DFS), and who ran last. */
-  readonly choices: { enabled: number[]; prev: number }[];
+  readonly choices: { enabled: number[]; prev: number; yielded: boolean }[];
   /** The chooser stopped the run early (partial-order reduction: nothing new below). */
   readonly cut?: boolean;
 }
@@ -89,7 +89,7 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
   const gens: (Gen<void> | null)[] = [];
   const pending: (Step | null)[] = [];
   const schedule: number[] = [];
-  const choices: { enabled: number[]; prev: number }[] = [];
+  const choices: { enabled: number[]; prev: number; yielded: boolean }[] = [];
   let preemptions = 0;
   const fail = (v: Violation): RunResult => ({ schedule, steps: schedule.length, violation: v, preemptions, choices });
   // Start every thread: run it to its first announced step.
@@ -107,6 +107,9 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     }
   }
   let prev = -1;
+  // Whether `prev`'s last step was a voluntary scheduling point (cond_resched()): switching
+  // away there is what the kernel's scheduler does, not a preemption.
+  let prevYielded = false;
   // For fair yields: the step index of each thread's last spin and last step.
   const lastSpin: number[] = new Array<number>(n).fill(-1);
   const lastStep: number[] = new Array<number>(n).fill(-1);
@@ -142,8 +145,8 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       return { schedule, steps: schedule.length, violation: null, preemptions, choices, cut: true };
     }
     if (!enabled.includes(t)) throw new StaleToken(`thread ${t} cannot run at step ${schedule.length}`);
-    choices.push({ enabled, prev });
-    if (prev >= 0 && t !== prev && enabled.includes(prev)) preemptions++;
+    choices.push({ enabled, prev, yielded: prevYielded });
+    if (prev >= 0 && t !== prev && enabled.includes(prev) && !prevYielded) preemptions++;
     schedule.push(t);
     const s = pending[t]!;
     lastStep[t] = schedule.length - 1;
@@ -173,5 +176,6 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     const v = ex.afterStep(t, s);
     if (v !== null) return fail(v);
     prev = t;
+    prevYielded = s.kind === "sched" && s.spin !== true && s.enabled === undefined;
   }
 }
