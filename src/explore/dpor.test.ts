@@ -14,6 +14,20 @@ import { lockOrder, racyCounter } from "./toys.js";
 /** A load, a store, a commuting add, or a wait until the variable is 0 (like a flush waiting for vCPUs to leave guest mode). */
 type Op = { k: "r" | "w" | "a" | "wait"; obj: number; val: number; lock: "none" | "r" | "w" };
 
+/** One op on the shared variables `vars`; a load's value goes to the thread's `reads`. */
+function* op(vars: number[], reads: number[], o: Op): Gen<void> {
+  if (o.k === "r") {
+    yield step("read", 100 + o.obj, "r", `load x${o.obj}`);
+    reads.push(vars[o.obj]!);
+  } else if (o.k === "w") {
+    yield step("write", 100 + o.obj, "w", `x${o.obj} = ${o.val}`);
+    vars[o.obj] = o.val;
+  } else if (o.k === "a") {
+    yield step("rmw", 100 + o.obj, "a", `x${o.obj} += 1`);
+    vars[o.obj]! += 1;
+  } else yield blockingStep("flush", 100 + o.obj, "r", `wait for x${o.obj} == 0`, () => vars[o.obj] === 0);
+}
+
 /** Threads of loads, stores and commuting adds on two variables, some under an rwlock. */
 function program(spec: readonly (readonly Op[])[], finals: Set<string>): Program {
   return () => {
@@ -22,20 +36,6 @@ function program(spec: readonly (readonly Op[])[], finals: Set<string>): Program
     let writer = -1;
     let readers = 0;
     let cur = 0;
-    const op = function* (t: number, o: Op): Gen<void> {
-      if (o.k === "r") {
-        yield step("read", 100 + o.obj, "r", `load x${o.obj}`);
-        reads[t]!.push(vars[o.obj]!);
-      } else if (o.k === "w") {
-        yield step("write", 100 + o.obj, "w", `x${o.obj} = ${o.val}`);
-        vars[o.obj] = o.val;
-      } else if (o.k === "a") {
-        yield step("rmw", 100 + o.obj, "a", `x${o.obj} += 1`);
-        vars[o.obj]! += 1;
-      } else {
-        yield blockingStep("flush", 100 + o.obj, "r", `wait for x${o.obj} == 0`, () => vars[o.obj] === 0);
-      }
-    };
     const threads = spec.map((ops, t) => ({
       name: `t${t}`,
       body: function* (): Gen<void> {
@@ -47,7 +47,7 @@ function program(spec: readonly (readonly Op[])[], finals: Set<string>): Program
             yield blockingStep("lock", 200, "r", "read_lock", () => writer < 0);
             readers++;
           }
-          yield* op(t, o);
+          yield* op(vars, reads[t]!, o);
           if (o.lock === "w") {
             yield step("unlock", 200, "w", "write_unlock");
             writer = -1;
@@ -142,16 +142,7 @@ function queuedProgram(spec: readonly (readonly QOp[])[], finals: Set<string>): 
         for (const o of ops) {
           const write = o.lock === "w";
           if (o.lock !== "none") yield* write ? l.writeLock() : l.readLock();
-          if (o.k === "r") {
-            yield step("read", 100 + o.obj, "r", `load x${o.obj}`);
-            reads[t]!.push(vars[o.obj]!);
-          } else if (o.k === "w") {
-            yield step("write", 100 + o.obj, "w", `x${o.obj} = ${o.val}`);
-            vars[o.obj] = o.val;
-          } else if (o.k === "a") {
-            yield step("rmw", 100 + o.obj, "a", `x${o.obj} += 1`);
-            vars[o.obj]! += 1;
-          } else yield blockingStep("flush", 100 + o.obj, "r", `wait for x${o.obj} == 0`, () => vars[o.obj] === 0);
+          yield* op(vars, reads[t]!, o);
           if (o.lock === "none") continue;
           if (o.brk && l.needbreak()) {
             reads[t]!.push(-1);
