@@ -119,6 +119,7 @@ class RaceTracker {
   private readonly locks = new Map<number, LockRec>();
   private readonly cands: number[] = [];
   private readonly joins: number[] = [];
+  private readonly cand: number[] = [];
 
   /**
    * Record transition `d` of thread `p` and push onto `races` the earlier transitions it
@@ -222,19 +223,35 @@ class RaceTracker {
    * do not depend on i, followed by d, those that nothing earlier in that sequence precedes.
    */
   initials(i: number, d: number): number[] {
-    const earliest: number[] = [];
-    const out: number[] = [];
-    const consider = (e: number): void => {
-      const t = this.tThread[e]!;
-      if (earliest[t] === undefined) {
-        let first = true;
-        for (let u = 0; u < earliest.length && first; u++) if (earliest[u] !== undefined && this.hb(earliest[u]!, e)) first = false;
-        if (first) out.push(t);
-        earliest[t] = e;
+    // Within a thread, the transitions after i that do not follow i come before those that
+    // do: each thread's candidate is its first transition after i, if that does not follow
+    // i (for d's thread, d itself when it has none before d). A candidate is an initial if
+    // no earlier candidate happens before it.
+    const p = this.tThread[d]!;
+    const cand = this.cand;
+    cand.length = 0;
+    for (let t = 0; t < this.byThread.length; t++) {
+      const mine = this.byThread[t];
+      if (mine === undefined) continue;
+      let lo = 0;
+      let hi = mine.length;
+      while (lo < hi) {
+        const m = (lo + hi) >> 1;
+        if (mine[m]! <= i) lo = m + 1;
+        else hi = m;
       }
-    };
-    for (let e = i + 1; e < d; e++) if (!this.hb(i, e)) consider(e);
-    consider(d);
+      const e = mine[lo];
+      if (e !== undefined && e < d && !this.hb(i, e)) cand.push(e);
+      else if (t === p) cand.push(d);
+    }
+    cand.sort((a, b) => a - b);
+    const out: number[] = [];
+    for (let k = 0; k < cand.length; k++) {
+      const e = cand[k]!;
+      let first = true;
+      for (let j = 0; j < k && first; j++) if (this.hb(cand[j]!, e)) first = false;
+      if (first) out.push(this.tThread[e]!);
+    }
     return out;
   }
 }
