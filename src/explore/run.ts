@@ -117,16 +117,20 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
   for (;;) {
     const enabled: number[] = [];
     let alive = 0;
+    let spinning = false;
     for (let t = 0; t < n; t++) {
       const s = pending[t];
       if (s === null || s === undefined) continue;
       alive++;
-      if (s.enabled === undefined || s.enabled()) enabled.push(t);
+      if (s.enabled === undefined || s.enabled()) {
+        enabled.push(t);
+        if (s.spin === true) spinning = true;
+      }
     }
     // Fairness (a fair yield): a thread that spun may spin again only after some other
     // thread has taken a step, or when nobody else can run. So a spinner still races with
     // the others, but can never starve the thread it waits for.
-    if (enabled.length > 1) {
+    if (spinning && enabled.length > 1) {
       const ok = enabled.filter((t) => pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!));
       if (ok.length > 0 && ok.length < enabled.length) enabled.splice(0, enabled.length, ...ok);
     }

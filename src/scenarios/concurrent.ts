@@ -2,7 +2,7 @@
 // Concurrent scenarios (JSON, docs/scenarios.md): a VM, a sequential setup, and threads
 // whose operations the explorer interleaves step by step, with the invariants to check.
 import { KernelBug, World, drive, type Gen, type Step } from "../kernel/index.js";
-import { EINVAL, fnv1a } from "../base/index.js";
+import { EINVAL } from "../base/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KvmMmuNotifier,
@@ -24,7 +24,7 @@ import {
   type Kvm,
   type KvmParams,
 } from "../mmu/index.js";
-import { stateLines } from "./state-lines.js";
+import { stateDigest, stateLines } from "./state-lines.js";
 import { checkNoLeaks, checkPageStats, checkTlbCoherence } from "./invariants.js";
 
 export const CHECKS = ["host-uaf", "rcu", "lockdep", "zap-post", "memslot", "tlb", "transitions", "dirty", "write-track", "leaks", "warn", "bug", "deadlock", "progress", "sp-lists", "stats"] as const;
@@ -506,10 +506,9 @@ export function makeProgram(sc: ConcurrentScenario): () => {
           if (s.length > 0) return { check: "stats", message: s.join("; ") };
         }
         if (enabledChecks.has("leaks")) {
-          const text = stateLines(inst).join("\n");
-          // Two 32-bit hashes with different offsets and the length: a collision is unlikely
-          // enough (about 1e-9 with 100 000 final states) to stand for equality here.
-          const key = `${fnv1a(text).toString(36)}.${fnv1a(text, 0x9747b28c).toString(36)}.${text.length}`;
+          // Two 32-bit hashes and a length: a collision is unlikely enough (about 1e-9 with
+          // 100 000 final states) to stand for equality here.
+          const key = stateDigest(inst);
           const known = leakVerdicts.get(key);
           if (known !== undefined) return known;
           const v = teardown();

@@ -53,3 +53,88 @@ export function stateLines(root: object): string[] {
   visit(root, "");
   return out;
 }
+
+/**
+ * A digest of the same state: equal for states with equal stateLines(), and (but for a
+ * 64-bit hash collision) different otherwise. The same walk, fed to two running FNV-1a
+ * hashes instead of building lines: objects met again are named by the order in which
+ * they were first met, not by path.
+ */
+export function stateDigest(root: object): string {
+  const seen = new Map<object, number>();
+  let h1 = 0x811c9dc5;
+  let h2 = 0x9747b28c;
+  let len = 0;
+  const word = (x: number): void => {
+    h1 = Math.imul(h1 ^ (x & 0xffff), 0x01000193) >>> 0;
+    h1 = Math.imul(h1 ^ (x >>> 16), 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ (x >>> 16), 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ (x & 0xffff), 0x01000193) >>> 0;
+    len++;
+  };
+  const text = (s: string): void => {
+    word(s.length);
+    for (let i = 0; i < s.length; i++) word(s.charCodeAt(i));
+  };
+  // Tags keep the structure unambiguous.
+  const enum T { Int = 1, Text, Ref, Typed, Bytes, Map, Set, Arr, Obj, End }
+  const visit = (v: unknown): void => {
+    if (typeof v === "function" || v === undefined) return;
+    if (typeof v !== "object" || v === null) {
+      if (typeof v === "number" && (v | 0) === v) (word(T.Int), word(v));
+      else (word(T.Text), text(typeof v === "bigint" ? "0x" + v.toString(16) : typeof v + String(v)));
+      return;
+    }
+    const first = seen.get(v);
+    if (first !== undefined) {
+      word(T.Ref);
+      word(first);
+      return;
+    }
+    seen.set(v, seen.size);
+    if (ArrayBuffer.isView(v)) {
+      // Nonzero words (bytes if the view is not a whole number of words) with their index.
+      const whole = (v.byteOffset & 3) === 0 && (v.byteLength & 3) === 0;
+      const h = whole ? new Uint32Array(v.buffer, v.byteOffset, v.byteLength >>> 2) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+      word(whole ? T.Typed : T.Bytes);
+      for (let i = 0; i < h.length; i++) if (h[i] !== 0) (word(i), word(h[i]!));
+      word(T.End);
+      return;
+    }
+    if (v instanceof Map) {
+      word(T.Map);
+      const entries = [...v.entries()];
+      if (entries.every(([k]) => typeof k === "number")) entries.sort((a, b) => (a[0] as number) - (b[0] as number));
+      for (const [k, x] of entries) {
+        if (typeof k !== "object") text(String(k));
+        visit(x);
+      }
+      word(T.End);
+      return;
+    }
+    if (v instanceof Set) {
+      word(T.Set);
+      for (const x of v) visit(x);
+      word(T.End);
+      return;
+    }
+    if (Array.isArray(v)) {
+      word(T.Arr);
+      word(v.length);
+      for (const x of v) visit(x);
+      word(T.End);
+      return;
+    }
+    word(T.Obj);
+    for (const k of Object.keys(v))
+      if (!HISTORY.has(k)) {
+        const x = (v as Record<string, unknown>)[k];
+        if (typeof x === "function" || x === undefined) continue;
+        text(k);
+        visit(x);
+      }
+    word(T.End);
+  };
+  visit(root);
+  return `${h1.toString(36)}.${h2.toString(36)}.${len}`;
+}
