@@ -9,6 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { auditCommutation, dpor, explore, type Execution } from "../explore/index.js";
 import { makeProgram, parseScenario, VARIANTS } from "./index.js";
+import { stateDigest } from "./state-lines.js";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../..");
 const full = process.env.ZOO_FULL === "1";
@@ -59,3 +60,38 @@ for (const name of ["seed-notifier-vs-fault", "iter-advance-after-yield", "yield
     assert.equal(missing.length, 0, `${missing.length} of ${bounded.size} final states not reached by the reduction`);
   });
 }
+
+// The leak check's memo keys final states by stateDigest(): it must tell apart exactly the
+// states that stateLines() tells apart.
+test("stateDigest() is equal exactly when stateLines() is, over the final states of a bounded search", () => {
+  const file = path.join(root, "scenarios", "seed-notifier-vs-fault-2vcpu.json");
+  const sc = parseScenario(file, fs.readFileSync(file, "utf8"));
+  const byLines = new Map<string, string>();
+  const byDigest = new Map<string, string>();
+  const program = () => {
+    const e = makeProgram(sc)();
+    return {
+      ...e,
+      atEnd: () => {
+        const lines = e.stateLines().join("\n");
+        const digest = stateDigest(e.instance);
+        assert.equal(byLines.get(lines) ?? digest, digest, "equal states, different digests");
+        assert.equal(byDigest.get(digest) ?? lines, lines, "different states, equal digests");
+        byLines.set(lines, digest);
+        byDigest.set(digest, lines);
+        return e.atEnd();
+      },
+    } as unknown as Execution;
+  };
+  explore(program, { strategy: "dpor", preemptions: 1, por: false, seed: 1, maxSchedules: 2000, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0 });
+  assert.ok(byLines.size >= 5, `${byLines.size} distinct final states`);
+  // One SPTE changed, and changed back.
+  const inst = makeProgram(sc)().instance;
+  const spt = inst.kvm.vcpus[0]!.root!.spt.spt;
+  const before = stateDigest(inst);
+  const old = spt[0]!;
+  spt[0] = old ^ (1n << 62n);
+  assert.notEqual(stateDigest(inst), before);
+  spt[0] = old;
+  assert.equal(stateDigest(inst), before);
+});
