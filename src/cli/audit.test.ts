@@ -83,3 +83,22 @@ test("explore --bystanders finds the seed race among unrelated threads; its toke
   const clean = run(["explore", file, "--bystanders", "--preemptions", "0", "--json"]);
   assert.equal(clean.code, 0, clean.out + clean.err);
 });
+
+test("explore --prove: the seed proved over every trace, the variant's race found and replayable; other strategies refused", () => {
+  const file = path.join(root, "scenarios", "seed-notifier-vs-fault.json");
+  const clean = run(["explore", file, "--prove", "--json"]);
+  assert.equal(clean.code, 0, clean.err);
+  const c = JSON.parse(clean.out) as { complete: boolean; summary: string; violation: null };
+  assert.equal(c.complete, true);
+  assert.match(c.summary, /^exhaustive: all 159 traces, no preemption bound/);
+  const r = run(["explore", file, "--prove", "--variant", "zap-under-read-lock", "--json"]);
+  assert.equal(r.code, 1, r.err);
+  const j = JSON.parse(r.out) as { violation: { check: string; token: string } };
+  assert.equal(j.violation.check, "zap-post");
+  assert.equal(run(["replay", j.violation.token, file]).code, 1);
+  for (const extra of [["--preemptions", "1"], ["--strategy", "pct"], ["--pct-depth", "3"]]) {
+    const bad = run(["explore", file, "--prove", ...extra]);
+    assert.equal(bad.code, 2, extra.join(" "));
+    assert.match(bad.err, /--prove runs the partial-order search alone/);
+  }
+});

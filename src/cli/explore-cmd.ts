@@ -139,7 +139,7 @@ export interface ExploreCliResult {
 export function exploreScenario(
   file: string,
   sc: ConcurrentScenario,
-  o: { strategy: Strategy; preemptions: number; por: boolean; seed: number; budgetMs: number; maxSchedules: number; maxSteps: number; pctDepth: number },
+  o: { strategy: Strategy; preemptions: number; por: boolean; prove?: boolean; seed: number; budgetMs: number; maxSchedules: number; maxSteps: number; pctDepth: number },
   progress: ((s: number, b: number) => void) | undefined,
   bystanders = false,
 ): ExploreCliResult {
@@ -169,11 +169,13 @@ export function exploreCommand(args: readonly string[], io: Io): number {
   // unbounded search and the sampler take their turns.
   let preemptions = Number.POSITIVE_INFINITY;
   let por = true;
+  let prove = false;
   let seed = 1;
   let budgetMs = 60_000;
   let maxSchedules = 1_000_000;
   let maxSteps = 20_000;
   let pctDepth = 3;
+  let pctDepthGiven = false;
   let json = false;
   let bystanders = false;
   const variants: string[] = [];
@@ -187,7 +189,10 @@ export function exploreCommand(args: readonly string[], io: Io): number {
       preemptions = opts.int(a, 0, 50);
       por = false;
     }
-    else if (a === "--pct-depth") pctDepth = opts.int(a, 1, 20);
+    else if (a === "--pct-depth") {
+      pctDepth = opts.int(a, 1, 20);
+      pctDepthGiven = true;
+    }
     else if (a === "--seed") seed = opts.int(a, 0, 2 ** 31);
     else if (a === "--max-schedules") maxSchedules = opts.int(a, 1, 1e9);
     else if (a === "--max-steps") maxSteps = opts.int(a, 1, 1e8);
@@ -202,11 +207,14 @@ export function exploreCommand(args: readonly string[], io: Io): number {
       variants.push(v);
     } else if (a === "--json") json = true;
     else if (a === "--bystanders") bystanders = true;
+    else if (a === "--prove") prove = true;
     else if (a.startsWith("-")) throw new ExploreUsage(`explore: unknown option '${a}'`);
     else if (file === null) file = a;
     else throw new ExploreUsage(`explore: one scenario file at a time (got '${file}' and '${a}')`);
   }
   if (file === null) throw new ExploreUsage("explore: no scenario file given");
+  if (prove && (strategy !== "dpor" || !por || pctDepthGiven))
+    throw new ExploreUsage("explore: --prove runs the partial-order search alone; it does not take --strategy random|pct, --preemptions or --pct-depth");
   const sc = loadScenario(file, variants, bystanders);
   const tty = !json && process.stderr.isTTY === true;
   const t0 = performance.now();
@@ -216,7 +224,7 @@ export function exploreCommand(args: readonly string[], io: Io): number {
         process.stderr.write(`\r${s} schedules, ${(s / Math.max(secs, 1e-3)).toFixed(0)}/s, ${b < 0 ? "no preemption bound" : `preemption bound ${b}`}   `);
       }
     : undefined;
-  const r = exploreScenario(file, sc, { strategy, preemptions, por, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress, bystanders);
+  const r = exploreScenario(file, sc, { strategy, preemptions, por, prove, seed, budgetMs, maxSchedules, maxSteps, pctDepth }, progress, bystanders);
   if (tty) process.stderr.write("\r\x1b[K");
   const secs = (performance.now() - t0) / 1000;
   if (json) {

@@ -28,11 +28,12 @@ commands:
                           ns per 4K page and table bytes per mapped page (tracing off)
   explore SCENARIO.json [--strategy dpor|random|pct] [--preemptions N] [--pct-depth D]
           [--seed S] [--budget 60s] [--max-schedules N] [--max-steps N] [--variant V]...
-          [--bystanders] [--json]
+          [--bystanders] [--prove] [--json]
                           interleave the scenario's threads and check its invariants
                           (exit 0 clean, 1 violation, 2 bad input, 3 internal error);
                           --bystanders adds unrelated threads (a vCPU faulting in a memslot
-                          of its own, aging it, harvesting its dirty log)
+                          of its own, aging it, harvesting its dirty log); --prove runs the
+                          partial-order search over every trace alone (for proofs)
   replay TOKEN SCENARIO.json [--bystanders] [--max-steps N] [--json]
                           re-run the schedule a violation report printed
   variants [--json]       the switches that put historical bugs back

@@ -21,6 +21,20 @@ test("dpor finds the lost update with one preemption, and proves one thread clea
   assert.equal(clean.complete, true);
 });
 
+test("--prove: the partial-order search alone finds the lost update, proves one thread clean, and says when the budget cut it short", () => {
+  const r = explore(racyCounter(), { ...base, strategy: "dpor", prove: true });
+  assert.equal(r.violation?.check, "lost-update");
+  assert.match(r.summary, /^found by the partial-order search after \d+ schedules/);
+  const clean = explore(racyCounter(1), { ...base, strategy: "dpor", prove: true });
+  assert.equal(clean.violation, null);
+  assert.equal(clean.complete, true);
+  assert.match(clean.summary, /^exhaustive: all 1 trace, no preemption bound/);
+  // Three threads: more traces than one schedule; the cap leaves the search incomplete.
+  const all = explore(racyCounter(3), { ...base, strategy: "dpor", prove: true, maxSchedules: 1 });
+  assert.equal(all.complete, false);
+  assert.match(all.summary, /^incomplete: .*not a proof/);
+});
+
 test("with preemption bound 0 the racy counter is clean, and the search is complete for that bound", () => {
   const r = explore(racyCounter(), { ...base, strategy: "dpor", preemptions: 0 });
   assert.equal(r.violation, null);
@@ -148,7 +162,7 @@ test("the default search (bounded, partial-order and sampled in turn) finds and 
   };
   const proof = explore(apart, { ...por, strategy: "dpor", preemptions: Number.POSITIVE_INFINITY });
   assert.equal(proof.complete, true);
-  assert.match(proof.summary, /^exhaustive: all 1 traces, no preemption bound/);
+  assert.match(proof.summary, /^exhaustive: all 1 trace, no preemption bound/);
   // Out of budget before the partial-order search is done: not a proof.
   const capped = explore(racyCounter(3), { ...por, strategy: "dpor", maxSchedules: 2 });
   assert.equal(capped.complete, false);

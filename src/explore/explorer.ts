@@ -25,6 +25,11 @@ export interface ExploreOptions {
    * partial-order search over every trace and with PCT samples (see explore()).
    */
   readonly por: boolean;
+  /**
+   * "dpor" only: the partial-order search over every trace alone, with no bounded search
+   * or sampler taking turns: a proof, a violation, or a budget run out.
+   */
+  readonly prove?: boolean;
   /** Called now and then with progress (schedules so far, current bound). */
   readonly progress?: (schedules: number, bound: number) => void;
   /** The clock, from the CLI (the explorer itself never reads time). */
@@ -101,6 +106,22 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       }
     }
     return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
+  }
+
+  if (o.prove === true) {
+    const reduced = new DporSearch(program, o.maxSteps);
+    for (;;) {
+      if (overBudget()) return out(null, [], 0, false, `incomplete: budget ran out after ${reduced.traces} traces of the partial-order search (${schedules} schedules; not a proof)`);
+      const r = reduced.next();
+      if (r === null) break;
+      count(r);
+      if (schedules % 200 === 0) o.progress?.(schedules, -1);
+      if (r.violation !== null) {
+        const at = schedules;
+        return shrunk(r, (m) => `found by the partial-order search after ${at} schedules${shrunkBy(r, m)}`);
+      }
+    }
+    return out(null, [], 0, true, `exhaustive: all ${reduced.traces} trace${reduced.traces === 1 ? "" : "s"}, no preemption bound (${reduced.schedules} schedules, ${reduced.cut} cut by sleep sets)`);
   }
 
   // A violation from a bounded search has the fewest preemptions; keep searching that bound
@@ -188,7 +209,7 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
     [],
     0,
     true,
-    `exhaustive: all ${reduced.traces} traces, no preemption bound (${reduced.schedules} schedules, ${reduced.cut} cut by sleep sets; ${schedules - reduced.schedules} more bounded and sampled)`,
+    `exhaustive: all ${reduced.traces} trace${reduced.traces === 1 ? "" : "s"}, no preemption bound (${reduced.schedules} schedules, ${reduced.cut} cut by sleep sets; ${schedules - reduced.schedules} more bounded and sampled)`,
   );
 }
 
