@@ -186,7 +186,47 @@ class RaceTracker {
     (this.byThread[p] ??= []).push(d);
     this.lastOf[p] = d;
     if (f.all) this.lastAll[p] = d;
-    // Update the records.
+    this.records(d, p, f);
+  }
+
+  /**
+   * Forget every transition from `from` on: the next run replays the first `from` of this
+   * one (the same steps, by determinism) and goes on differently.
+   */
+  truncate(from: number): void {
+    const n = this.tThread.length;
+    if (from >= n) return;
+    this.tThread.length = from;
+    this.tLocal.length = from;
+    this.tVc.length = from;
+    this.tFp.length = from;
+    for (let p = 0; p < this.byThread.length; p++) {
+      const mine = this.byThread[p];
+      if (mine === undefined) continue;
+      while (mine.length > 0 && mine[mine.length - 1]! >= from) mine.pop();
+      const last = mine[mine.length - 1];
+      this.count[p] = mine.length;
+      if (last === undefined) {
+        delete this.lastOf[p];
+        delete this.lastAll[p];
+        this.vc[p] = [];
+        continue;
+      }
+      this.lastOf[p] = last;
+      this.vc[p] = this.tVc[last]!.slice();
+      let k = mine.length - 1;
+      while (k >= 0 && !this.tFp[mine[k]!]!.all) k--;
+      if (k >= 0) this.lastAll[p] = mine[k]!;
+      else delete this.lastAll[p];
+    }
+    // The per-object and per-lock records, rebuilt from the transitions kept.
+    this.objs.clear();
+    this.locks.clear();
+    for (let d = 0; d < from; d++) this.records(d, this.tThread[d]!, this.tFp[d]!);
+  }
+
+  /** Update the per-object and per-lock records with transition `d` of thread `p`. */
+  private records(d: number, p: number, f: Footprint): void {
     for (let i = 0; i < f.objs.length; i += 2) {
       const o = f.objs[i]!;
       let rec = this.objs.get(o);
@@ -290,6 +330,7 @@ export interface DporResult {
  */
 export class DporSearch {
   private readonly stack: Node[] = [];
+  private readonly races = new RaceTracker();
   schedules = 0;
   steps = 0;
   traces = 0;
@@ -306,11 +347,16 @@ export class DporSearch {
   next(): RunResult | null {
     if (this.complete) return null;
     const stack = this.stack;
-    const races = new RaceTracker();
+    // The run replays the stack up to its top node, whose thread is new. The race tracker
+    // keeps what it learned of that prefix from the runs before.
+    const from = Math.max(0, stack.length - 1);
+    const races = this.races;
+    races.truncate(from);
     const found: number[] = [];
-    let depth = 0;
+    let depth = from;
     const r = runOnce(this.program, {
       maxSteps: this.maxSteps,
+      footprintFrom: from,
       choose: (enabled, prev, d) => {
         const known = stack[d];
         if (known !== undefined) {

@@ -78,6 +78,8 @@ export interface RunOptions {
    * only queued for its lock) and the thread's next step.
    */
   readonly footprint?: (thread: number, step: Step, objs: readonly number[], all: boolean, lockQueued: boolean, next: Step | null) => void;
+  /** The first step `footprint` is wanted for (the steps before it replay a known prefix). */
+  readonly footprintFrom?: number;
   /** Called with the execution when the chooser stops the run. */
   readonly atCut?: (ex: Execution) => void;
 }
@@ -157,7 +159,8 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     if (s.spin === true) lastSpin[t] = schedule.length - 1;
     ex.setCurrent(t);
     let r: IteratorResult<Step, void>;
-    if (opts.footprint !== undefined) {
+    const fp = opts.footprint !== undefined && schedule.length > (opts.footprintFrom ?? 0) ? opts.footprint : undefined;
+    if (fp !== undefined) {
       touched.on = true;
       touched.objs.length = 0;
       touched.all = false;
@@ -175,7 +178,7 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
     touched.on = false;
     pending[t] = r.done ? null : r.value;
     if (r.done) gens[t] = null;
-    opts.footprint?.(t, s, touched.objs, touched.all, touched.lockQueued, pending[t] ?? null);
+    fp?.(t, s, touched.objs, touched.all, touched.lockQueued, pending[t] ?? null);
     opts.observe?.({ thread: t, step: s, index: schedule.length - 1 });
     const v = ex.afterStep(t, s);
     if (v !== null) return fail(v);

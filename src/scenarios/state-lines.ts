@@ -3,6 +3,8 @@
 // state iff their lines are equal. Used to check that steps the explorer treats as
 // commuting really commute.
 
+import { fnv1a } from "../base/index.js";
+
 /** Fields that record how a state was reached, not what it is. */
 const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId"]);
 
@@ -60,6 +62,8 @@ export function stateLines(root: object): string[] {
  * hashes instead of building lines: objects met again are named by the order in which
  * they were first met, not by path.
  */
+const keyHashes = new Map<string, number>();
+
 export function stateDigest(root: object): string {
   const seen = new Map<object, number>();
   let h1 = 0x811c9dc5;
@@ -103,10 +107,21 @@ export function stateDigest(root: object): string {
     }
     if (v instanceof Map) {
       word(T.Map);
-      const entries = [...v.entries()];
-      if (entries.every(([k]) => typeof k === "number")) entries.sort((a, b) => (a[0] as number) - (b[0] as number));
+      // Sorted by number like stateLines(); most maps are in order already.
+      let sorted = true;
+      let last = -Infinity;
+      for (const k of v.keys()) {
+        if (typeof k !== "number") {
+          sorted = true;
+          break;
+        }
+        if (k < last) sorted = false;
+        last = k;
+      }
+      const entries = sorted ? v : [...v.entries()].sort((a, b) => (a[0] as number) - (b[0] as number));
       for (const [k, x] of entries) {
-        if (typeof k !== "object") text(String(k));
+        if (typeof k === "number" && (k | 0) === k) (word(T.Int), word(k));
+        else if (typeof k !== "object") (word(T.Text), text(String(k)));
         visit(x);
       }
       word(T.End);
@@ -130,7 +145,9 @@ export function stateDigest(root: object): string {
       if (!HISTORY.has(k)) {
         const x = (v as Record<string, unknown>)[k];
         if (typeof x === "function" || x === undefined) continue;
-        text(k);
+        let kh = keyHashes.get(k);
+        if (kh === undefined) keyHashes.set(k, (kh = fnv1a(k)));
+        word(kh);
         visit(x);
       }
     word(T.End);
