@@ -49,7 +49,7 @@ export interface RunResult {
   readonly violation: Violation | null;
   readonly preemptions: number;
   /** At each step: the enabled threads (for the DFS), and who ran last. */
-  readonly choices: { enabled: number[]; prev: number; yielded: boolean }[];
+  readonly choices: { enabled: readonly number[]; prev: number; yielded: boolean }[];
   /** The chooser stopped the run early (partial-order reduction: nothing new below). */
   readonly cut?: boolean;
 }
@@ -91,7 +91,7 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
   const gens: (Gen<void> | null)[] = [];
   const pending: (Step | null)[] = [];
   const schedule: number[] = [];
-  const choices: { enabled: number[]; prev: number; yielded: boolean }[] = [];
+  const choices: { enabled: readonly number[]; prev: number; yielded: boolean }[] = [];
   let preemptions = 0;
   const fail = (v: Violation): RunResult => ({ schedule, steps: schedule.length, violation: v, preemptions, choices });
   // Start every thread: run it to its first announced step.
@@ -116,8 +116,12 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
   const lastSpin: number[] = new Array<number>(n).fill(-1);
   const lastStep: number[] = new Array<number>(n).fill(-1);
   const othersSince = (t: number, k: number): boolean => lastStep.some((s, u) => u !== t && s > k);
+  // The enabled threads at each step. Consecutive steps mostly have the same ones: they
+  // share one array then (nobody may change an array handed out).
+  const scratch: number[] = [];
+  let lastEnabled: readonly number[] = [];
   for (;;) {
-    const enabled: number[] = [];
+    scratch.length = 0;
     let alive = 0;
     let spinning = false;
     for (let t = 0; t < n; t++) {
@@ -125,17 +129,20 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       if (s === null || s === undefined) continue;
       alive++;
       if (s.enabled === undefined || s.enabled()) {
-        enabled.push(t);
+        scratch.push(t);
         if (s.spin === true) spinning = true;
       }
     }
     // Fairness (a fair yield): a thread that spun may spin again only after some other
     // thread has taken a step, or when nobody else can run. So a spinner still races with
     // the others, but can never starve the thread it waits for.
-    if (spinning && enabled.length > 1) {
-      const ok = enabled.filter((t) => pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!));
-      if (ok.length > 0 && ok.length < enabled.length) enabled.splice(0, enabled.length, ...ok);
+    let enabled: readonly number[] = scratch;
+    if (spinning && scratch.length > 1) {
+      const ok = scratch.filter((t) => pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!));
+      if (ok.length > 0) enabled = ok;
     }
+    if (enabled.length === lastEnabled.length && enabled.every((t, i) => t === lastEnabled[i])) enabled = lastEnabled;
+    else enabled = lastEnabled = enabled.slice();
     if (alive === 0) {
       const v = ex.atEnd();
       return { schedule, steps: schedule.length, violation: v, preemptions, choices };
