@@ -117,6 +117,17 @@ class RaceTracker {
   private readonly lastAll: number[] = [];
   private readonly objs = new Map<number, ObjRec>();
   private readonly locks = new Map<number, LockRec>();
+  /**
+   * What `records()` changed, newest last, so `truncate()` can take it back: the record's
+   * key and its contents before (null: it did not exist). `undoFrom[d]`: where the entries
+   * of transition d start.
+   */
+  private readonly undoObj: (ObjRec | null)[] = [];
+  private readonly undoObjKey: number[] = [];
+  private readonly undoObjFrom: number[] = [];
+  private readonly undoLock: (LockRec | null)[] = [];
+  private readonly undoLockKey: number[] = [];
+  private readonly undoLockFrom: number[] = [];
   private readonly cands: number[] = [];
   private readonly joins: number[] = [];
   private readonly cand: number[] = [];
@@ -219,37 +230,62 @@ class RaceTracker {
       if (k >= 0) this.lastAll[p] = mine[k]!;
       else delete this.lastAll[p];
     }
-    // The per-object and per-lock records, rebuilt from the transitions kept.
-    this.objs.clear();
-    this.locks.clear();
-    for (let d = 0; d < from; d++) this.records(d, this.tThread[d]!, this.tFp[d]!);
+    // The per-object and per-lock records, as they were before transition `from`.
+    const uo = this.undoObjFrom[from]!;
+    for (let k = this.undoObj.length - 1; k >= uo; k--) {
+      const prev = this.undoObj[k]!;
+      if (prev === null) this.objs.delete(this.undoObjKey[k]!);
+      else this.objs.set(this.undoObjKey[k]!, prev);
+    }
+    this.undoObj.length = this.undoObjKey.length = uo;
+    this.undoObjFrom.length = from;
+    const ul = this.undoLockFrom[from]!;
+    for (let k = this.undoLock.length - 1; k >= ul; k--) {
+      const prev = this.undoLock[k]!;
+      if (prev === null) this.locks.delete(this.undoLockKey[k]!);
+      else this.locks.set(this.undoLockKey[k]!, prev);
+    }
+    this.undoLock.length = this.undoLockKey.length = ul;
+    this.undoLockFrom.length = from;
   }
 
   /** Update the per-object and per-lock records with transition `d` of thread `p`. */
   private records(d: number, p: number, f: Footprint): void {
+    // Records are replaced, never changed in place: the old one goes to the undo log.
+    this.undoObjFrom[d] = this.undoObj.length;
+    this.undoLockFrom[d] = this.undoLock.length;
     for (let i = 0; i < f.objs.length; i += 2) {
       const o = f.objs[i]!;
-      let rec = this.objs.get(o);
-      if (rec === undefined) this.objs.set(o, (rec = { w: -1, reads: [], adds: [] }));
+      const old = this.objs.get(o);
       const m = f.objs[i + 1]!;
-      if (m === W) {
-        rec.w = d;
-        rec.reads.length = 0;
-        rec.adds.length = 0;
-      } else if (m === R) rec.reads[p] = d;
-      else rec.adds[p] = d;
+      let rec: ObjRec;
+      if (m === W) rec = { w: d, reads: [], adds: [] };
+      else {
+        rec = old === undefined ? { w: -1, reads: [], adds: [] } : { w: old.w, reads: old.reads.slice(), adds: old.adds.slice() };
+        if (m === R) rec.reads[p] = d;
+        else rec.adds[p] = d;
+      }
+      this.undoObj.push(old ?? null);
+      this.undoObjKey.push(o);
+      this.objs.set(o, rec);
     }
     if (f.lock !== 0) {
-      let l = this.locks.get(f.lock);
-      if (l === undefined) this.locks.set(f.lock, (l = { wAcq: -1, rAcqs: [], rels: [], lastWriteRel: -1 }));
-      if (!f.acquire) {
-        l.rels.push(d);
-        if (f.lockWrite) l.lastWriteRel = d;
-      } else if (f.lockWrite) {
-        l.wAcq = d;
-        l.rAcqs.length = 0;
-        l.rels.length = 0;
-      } else l.rAcqs[p] = d;
+      const old = this.locks.get(f.lock);
+      let l: LockRec;
+      if (f.acquire && f.lockWrite) l = { wAcq: d, rAcqs: [], rels: [], lastWriteRel: old?.lastWriteRel ?? -1 };
+      else {
+        l =
+          old === undefined
+            ? { wAcq: -1, rAcqs: [], rels: [], lastWriteRel: -1 }
+            : { wAcq: old.wAcq, rAcqs: old.rAcqs.slice(), rels: old.rels.slice(), lastWriteRel: old.lastWriteRel };
+        if (!f.acquire) {
+          l.rels.push(d);
+          if (f.lockWrite) l.lastWriteRel = d;
+        } else l.rAcqs[p] = d;
+      }
+      this.undoLock.push(old ?? null);
+      this.undoLockKey.push(f.lock);
+      this.locks.set(f.lock, l);
     }
   }
 
