@@ -62,6 +62,7 @@ export function stateLines(root: object): string[] {
  * hashes instead of building lines: objects met again are named by the order in which
  * they were first met, not by path.
  */
+/** The hash of each field name met, or -1 for the HISTORY fields. */
 const keyHashes = new Map<string, number>();
 
 export function stateDigest(root: object): string {
@@ -81,12 +82,19 @@ export function stateDigest(root: object): string {
     for (let i = 0; i < s.length; i++) word(s.charCodeAt(i));
   };
   // Tags keep the structure unambiguous.
-  const enum T { Int = 1, Text, Ref, Typed, Bytes, Map, Set, Arr, Obj, End }
+  const enum T { Int = 1, Text, Ref, Typed, Bytes, Map, Set, Arr, Obj, End, Bool, Big }
   const visit = (v: unknown): void => {
     if (typeof v === "function" || v === undefined) return;
     if (typeof v !== "object" || v === null) {
       if (typeof v === "number" && (v | 0) === v) (word(T.Int), word(v));
-      else (word(T.Text), text(typeof v === "bigint" ? "0x" + v.toString(16) : typeof v + String(v)));
+      else if (typeof v === "boolean") (word(T.Bool), word(v ? 1 : 0));
+      else if (typeof v === "bigint" && v >= 0n) {
+        // 32 bits at a time, low first, then the number of words.
+        word(T.Big);
+        let n = 0;
+        for (let x = v; x !== 0n; x >>= 32n, n++) word(Number(x & 0xffffffffn));
+        word(n);
+      } else (word(T.Text), text(typeof v === "bigint" ? "0x" + v.toString(16) : typeof v + String(v)));
       return;
     }
     const first = seen.get(v);
@@ -141,15 +149,15 @@ export function stateDigest(root: object): string {
       return;
     }
     word(T.Obj);
-    for (const k of Object.keys(v))
-      if (!HISTORY.has(k)) {
-        const x = (v as Record<string, unknown>)[k];
-        if (typeof x === "function" || x === undefined) continue;
-        let kh = keyHashes.get(k);
-        if (kh === undefined) keyHashes.set(k, (kh = fnv1a(k)));
-        word(kh);
-        visit(x);
-      }
+    for (const k of Object.keys(v)) {
+      let kh = keyHashes.get(k);
+      if (kh === undefined) keyHashes.set(k, (kh = HISTORY.has(k) ? -1 : fnv1a(k)));
+      if (kh === -1) continue;
+      const x = (v as Record<string, unknown>)[k];
+      if (typeof x === "function" || x === undefined) continue;
+      word(kh);
+      visit(x);
+    }
     word(T.End);
   };
   visit(root);
