@@ -89,12 +89,22 @@ const addBacktrack = (n: Node, t: number): void => {
   if (!inBacktrack(n, t)) (n.backtrack ??= []).push(t);
 };
 
-/** Per object: the last write, and reads and commuting updates since, per thread. */
+/** Per object: the last write, and reads and commuting updates since, per thread (-1: none). */
 interface ObjRec {
   w: number;
   reads: number[];
   adds: number[];
 }
+
+// Kinds of undo-log entries.
+const U_OBJ_NEW = 0;
+const U_OBJ_W = 1;
+const U_OBJ_R = 2;
+const U_OBJ_A = 3;
+const U_LOCK_NEW = 4;
+const U_LOCK_W = 5;
+const U_LOCK_R = 6;
+const U_LOCK_REL = 7;
 
 /** Per lock: the last write acquisition, read acquisitions since, releases since. */
 interface LockRec {
@@ -118,16 +128,17 @@ class RaceTracker {
   private readonly objs = new Map<number, ObjRec>();
   private readonly locks = new Map<number, LockRec>();
   /**
-   * What `records()` changed, newest last, so `truncate()` can take it back: the record's
-   * key and its contents before (null: it did not exist). `undoFrom[d]`: where the entries
-   * of transition d start.
+   * What `records()` changed, newest last, so `truncate()` can take it back. Each entry:
+   * its kind (U_*), the record, a key or thread, an old index and the old arrays.
+   * `undoFrom[d]`: where the entries of transition d start.
    */
-  private readonly undoObj: (ObjRec | null)[] = [];
-  private readonly undoObjKey: number[] = [];
-  private readonly undoObjFrom: number[] = [];
-  private readonly undoLock: (LockRec | null)[] = [];
-  private readonly undoLockKey: number[] = [];
-  private readonly undoLockFrom: number[] = [];
+  private readonly uKind: number[] = [];
+  private readonly uRec: (ObjRec | LockRec)[] = [];
+  private readonly uKey: number[] = [];
+  private readonly uOld: number[] = [];
+  private readonly uArr1: (number[] | null)[] = [];
+  private readonly uArr2: (number[] | null)[] = [];
+  private readonly undoFrom: number[] = [];
   private readonly cands: number[] = [];
   private readonly joins: number[] = [];
   private readonly cand: number[] = [];
@@ -231,61 +242,98 @@ class RaceTracker {
       else delete this.lastAll[p];
     }
     // The per-object and per-lock records, as they were before transition `from`.
-    const uo = this.undoObjFrom[from]!;
-    for (let k = this.undoObj.length - 1; k >= uo; k--) {
-      const prev = this.undoObj[k]!;
-      if (prev === null) this.objs.delete(this.undoObjKey[k]!);
-      else this.objs.set(this.undoObjKey[k]!, prev);
+    const u = this.undoFrom[from]!;
+    for (let k = this.uKind.length - 1; k >= u; k--) {
+      const rec = this.uRec[k]!;
+      const key = this.uKey[k]!;
+      const old = this.uOld[k]!;
+      switch (this.uKind[k]!) {
+        case U_OBJ_NEW:
+          this.objs.delete(key);
+          break;
+        case U_LOCK_NEW:
+          this.locks.delete(key);
+          break;
+        case U_OBJ_W: {
+          const r = rec as ObjRec;
+          r.w = old;
+          r.reads = this.uArr1[k]!;
+          r.adds = this.uArr2[k]!;
+          break;
+        }
+        case U_OBJ_R:
+          (rec as ObjRec).reads[key] = old;
+          break;
+        case U_OBJ_A:
+          (rec as ObjRec).adds[key] = old;
+          break;
+        case U_LOCK_W: {
+          const l = rec as LockRec;
+          l.wAcq = old;
+          l.rAcqs = this.uArr1[k]!;
+          l.rels = this.uArr2[k]!;
+          break;
+        }
+        case U_LOCK_R:
+          (rec as LockRec).rAcqs[key] = old;
+          break;
+        case U_LOCK_REL: {
+          const l = rec as LockRec;
+          l.rels.pop();
+          l.lastWriteRel = old;
+          break;
+        }
+      }
     }
-    this.undoObj.length = this.undoObjKey.length = uo;
-    this.undoObjFrom.length = from;
-    const ul = this.undoLockFrom[from]!;
-    for (let k = this.undoLock.length - 1; k >= ul; k--) {
-      const prev = this.undoLock[k]!;
-      if (prev === null) this.locks.delete(this.undoLockKey[k]!);
-      else this.locks.set(this.undoLockKey[k]!, prev);
-    }
-    this.undoLock.length = this.undoLockKey.length = ul;
-    this.undoLockFrom.length = from;
+    this.uKind.length = this.uRec.length = this.uKey.length = this.uOld.length = this.uArr1.length = this.uArr2.length = u;
+    this.undoFrom.length = from;
+  }
+
+  private undo(kind: number, rec: ObjRec | LockRec, key: number, old: number, arr1: number[] | null, arr2: number[] | null): void {
+    this.uKind.push(kind);
+    this.uRec.push(rec);
+    this.uKey.push(key);
+    this.uOld.push(old);
+    this.uArr1.push(arr1);
+    this.uArr2.push(arr2);
   }
 
   /** Update the per-object and per-lock records with transition `d` of thread `p`. */
   private records(d: number, p: number, f: Footprint): void {
-    // Records are replaced, never changed in place: the old one goes to the undo log.
-    this.undoObjFrom[d] = this.undoObj.length;
-    this.undoLockFrom[d] = this.undoLock.length;
+    this.undoFrom[d] = this.uKind.length;
     for (let i = 0; i < f.objs.length; i += 2) {
       const o = f.objs[i]!;
-      const old = this.objs.get(o);
-      const m = f.objs[i + 1]!;
-      let rec: ObjRec;
-      if (m === W) rec = { w: d, reads: [], adds: [] };
-      else {
-        rec = old === undefined ? { w: -1, reads: [], adds: [] } : { w: old.w, reads: old.reads.slice(), adds: old.adds.slice() };
-        if (m === R) rec.reads[p] = d;
-        else rec.adds[p] = d;
+      let rec = this.objs.get(o);
+      if (rec === undefined) {
+        this.objs.set(o, (rec = { w: -1, reads: [], adds: [] }));
+        this.undo(U_OBJ_NEW, rec, o, 0, null, null);
       }
-      this.undoObj.push(old ?? null);
-      this.undoObjKey.push(o);
-      this.objs.set(o, rec);
+      const m = f.objs[i + 1]!;
+      if (m === W) {
+        this.undo(U_OBJ_W, rec, 0, rec.w, rec.reads, rec.adds);
+        rec.w = d;
+        rec.reads = [];
+        rec.adds = [];
+      } else if (m === R) {
+        this.undo(U_OBJ_R, rec, p, setAt(rec.reads, p, d), null, null);
+      } else this.undo(U_OBJ_A, rec, p, setAt(rec.adds, p, d), null, null);
     }
     if (f.lock !== 0) {
-      const old = this.locks.get(f.lock);
-      let l: LockRec;
-      if (f.acquire && f.lockWrite) l = { wAcq: d, rAcqs: [], rels: [], lastWriteRel: old?.lastWriteRel ?? -1 };
-      else {
-        l =
-          old === undefined
-            ? { wAcq: -1, rAcqs: [], rels: [], lastWriteRel: -1 }
-            : { wAcq: old.wAcq, rAcqs: old.rAcqs.slice(), rels: old.rels.slice(), lastWriteRel: old.lastWriteRel };
-        if (!f.acquire) {
-          l.rels.push(d);
-          if (f.lockWrite) l.lastWriteRel = d;
-        } else l.rAcqs[p] = d;
+      let l = this.locks.get(f.lock);
+      if (l === undefined) {
+        this.locks.set(f.lock, (l = { wAcq: -1, rAcqs: [], rels: [], lastWriteRel: -1 }));
+        this.undo(U_LOCK_NEW, l, f.lock, 0, null, null);
       }
-      this.undoLock.push(old ?? null);
-      this.undoLockKey.push(f.lock);
-      this.locks.set(f.lock, l);
+      if (!f.acquire) {
+        this.undo(U_LOCK_REL, l, 0, l.lastWriteRel, null, null);
+        l.rels.push(d);
+        if (f.lockWrite) l.lastWriteRel = d;
+      } else if (f.lockWrite) {
+        this.undo(U_LOCK_W, l, 0, l.wAcq, l.rAcqs, l.rels);
+        l.wAcq = d;
+        l.rAcqs = [];
+        l.rels = [];
+      } else this.undo(U_LOCK_R, l, p, setAt(l.rAcqs, p, d), null, null);
     }
   }
 
@@ -332,8 +380,17 @@ class RaceTracker {
   }
 }
 
-function pushAll(out: number[], sparse: readonly number[]): void {
-  for (const x of sparse) if (x !== undefined) out.push(x);
+/** Per-thread slots: -1 for none. */
+function pushAll(out: number[], slots: readonly number[]): void {
+  for (let i = 0; i < slots.length; i++) if (slots[i]! >= 0) out.push(slots[i]!);
+}
+
+/** Set slot `p` (growing the array with -1s, so it stays dense); returns the old value. */
+function setAt(slots: number[], p: number, v: number): number {
+  while (slots.length <= p) slots.push(-1);
+  const old = slots[p]!;
+  slots[p] = v;
+  return old;
 }
 
 function joinInto(into: number[], from: readonly number[]): void {
