@@ -88,7 +88,10 @@ export function touchAll(): void {
 
 // Footprint objects standing for parts of a lock's state that steps other than its own
 // acquire and release read: its queue of waiters (rwlock_needbreak(), arrival), its writer
-// and its reader count. Object ids of locks and SPTEs are positive; these are negative.
+// and its reader count. Object ids of locks (World.objId(), from 2^20) and SPTEs are
+// positive; these are negative, between -2^20 and -2^23 (kernel/footprint.ts has the rest
+// of the map). Every id stays within V8's small integers (-2^30 .. 2^30), which keeps the
+// explorer's maps and footprint arrays fast.
 
 /** The footprint object for the queue of threads waiting to take lock `lock`. */
 export function lockQueueOf(lock: number): number {
@@ -97,10 +100,10 @@ export function lockQueueOf(lock: number): number {
 
 /** The footprint object for the writer holding lock `lock`. */
 export function lockWriterOf(lock: number): number {
-  return -(2 ** 30) - lock;
+  return -(2 ** 21) - lock - 1;
 }
 
 /** The footprint object for the number of readers holding lock `lock`. */
 export function lockReadersOf(lock: number): number {
-  return -(2 ** 31) - lock;
+  return -(2 ** 22) - lock - 1;
 }
