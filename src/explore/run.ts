@@ -118,10 +118,12 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
   const othersSince = (t: number, k: number): boolean => lastStep.some((s, u) => u !== t && s > k);
   // The enabled threads at each step. Consecutive steps mostly have the same ones: they
   // share one array then (nobody may change an array handed out).
-  const scratch: number[] = [];
+  // (`scratch` holds the first `k` entries: no array is reset or allocated per step.)
+  const scratch: number[] = new Array<number>(n).fill(0);
+  const fair: number[] = new Array<number>(n).fill(0);
   let lastEnabled: readonly number[] = [];
   for (;;) {
-    scratch.length = 0;
+    let k = 0;
     let alive = 0;
     let spinning = false;
     for (let t = 0; t < n; t++) {
@@ -129,20 +131,26 @@ export function runOnce(program: Program, opts: RunOptions): RunResult {
       if (s === null || s === undefined) continue;
       alive++;
       if (s.enabled === undefined || s.enabled()) {
-        scratch.push(t);
+        scratch[k++] = t;
         if (s.spin === true) spinning = true;
       }
     }
     // Fairness (a fair yield): a thread that spun may spin again only after some other
     // thread has taken a step, or when nobody else can run. So a spinner still races with
     // the others, but can never starve the thread it waits for.
-    let enabled: readonly number[] = scratch;
-    if (spinning && scratch.length > 1) {
-      const ok = scratch.filter((t) => pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!));
-      if (ok.length > 0) enabled = ok;
+    let list = scratch;
+    if (spinning && k > 1) {
+      let j = 0;
+      for (let i = 0; i < k; i++) {
+        const t = scratch[i]!;
+        if (pending[t]!.spin !== true || lastSpin[t]! < 0 || othersSince(t, lastSpin[t]!)) fair[j++] = t;
+      }
+      // Unless only spinners that just spun can run: then they all may.
+      if (j > 0) (list = fair), (k = j);
     }
-    if (enabled.length === lastEnabled.length && enabled.every((t, i) => t === lastEnabled[i])) enabled = lastEnabled;
-    else enabled = lastEnabled = enabled.slice();
+    let same = k === lastEnabled.length;
+    for (let i = 0; same && i < k; i++) same = list[i] === lastEnabled[i];
+    const enabled = same ? lastEnabled : (lastEnabled = list.slice(0, k));
     if (alive === 0) {
       const v = ex.atEnd();
       return { schedule, steps: schedule.length, violation: v, preemptions, choices };
