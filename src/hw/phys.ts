@@ -34,21 +34,24 @@ export class Table<Owner = unknown> {
 
 export class PhysMem {
   private readonly tables = new Map<number, Table>();
-  private chunk: BigUint64Array | null = null;
-  private chunkUsed = TABLES_PER_CHUNK;
+  // Where table storage comes from: not part of the modelled state (every word of it is
+  // reachable through `tables` or `poisoned`), so kept in private fields that state walks
+  // (scenarios/state-lines.ts) do not see.
+  #chunk: BigUint64Array | null = null;
+  #chunkUsed = TABLES_PER_CHUNK;
   /** Recycled table storage (from freed tables), reused before a new chunk is cut. */
-  private readonly spareStorage: BigUint64Array[] = [];
+  readonly #spareStorage: BigUint64Array[] = [];
 
   /** Back frame `pfn` with page-table storage (zero-filled). */
   makeTable(pfn: number): Table {
-    let spt = this.spareStorage.pop();
+    let spt = this.#spareStorage.pop();
     if (spt === undefined) {
-      if (this.chunk === null || this.chunkUsed === TABLES_PER_CHUNK) {
-        this.chunk = new BigUint64Array(new SharedArrayBuffer(TABLES_PER_CHUNK * SPTES_PER_TABLE * 8));
-        this.chunkUsed = 0;
+      if (this.#chunk === null || this.#chunkUsed === TABLES_PER_CHUNK) {
+        this.#chunk = new BigUint64Array(new SharedArrayBuffer(TABLES_PER_CHUNK * SPTES_PER_TABLE * 8));
+        this.#chunkUsed = 0;
       }
-      spt = this.chunk.subarray(this.chunkUsed * SPTES_PER_TABLE, (this.chunkUsed + 1) * SPTES_PER_TABLE);
-      this.chunkUsed++;
+      spt = this.#chunk.subarray(this.#chunkUsed * SPTES_PER_TABLE, (this.#chunkUsed + 1) * SPTES_PER_TABLE);
+      this.#chunkUsed++;
     } else {
       spt.fill(0n);
     }
@@ -78,7 +81,7 @@ export class PhysMem {
     const t = this.poisoned.get(pfn);
     if (t !== undefined) {
       this.poisoned.delete(pfn);
-      this.spareStorage.push(t.spt);
+      this.#spareStorage.push(t.spt);
     }
   }
 

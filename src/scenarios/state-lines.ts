@@ -105,11 +105,24 @@ export function stateDigest(root: object): string {
     }
     seen.set(v, seen.size);
     if (ArrayBuffer.isView(v)) {
-      // Nonzero words (bytes if the view is not a whole number of words) with their index.
+      // Runs of equal nonzero words (bytes if the view is not a whole number of words): where
+      // each starts, the word, its length. A poisoned table is one run.
       const whole = (v.byteOffset & 3) === 0 && (v.byteLength & 3) === 0;
       const h = whole ? new Uint32Array(v.buffer, v.byteOffset, v.byteLength >>> 2) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
       word(whole ? T.Typed : T.Bytes);
-      for (let i = 0; i < h.length; i++) if (h[i] !== 0) (word(i), word(h[i]!));
+      for (let i = 0; i < h.length; ) {
+        const x = h[i]!;
+        if (x === 0) {
+          i++;
+          continue;
+        }
+        let j = i + 1;
+        while (j < h.length && h[j] === x) j++;
+        word(i);
+        word(x);
+        word(j - i);
+        i = j;
+      }
       word(T.End);
       return;
     }
