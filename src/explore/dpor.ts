@@ -128,6 +128,12 @@ class RaceTracker {
   private readonly tLocal: number[] = [];
   private readonly tVc: number[][] = [];
   private readonly tFp: Footprint[] = [];
+  /**
+   * After each transition: a lock its thread holds for write, one it holds for read (0:
+   * none known). One of each is enough: forgetting a lock only makes `add()` keep more.
+   */
+  private readonly tHoldW: number[] = [];
+  private readonly tHoldR: number[] = [];
   private readonly byThread: number[][] = [];
   private readonly lastOf: number[] = [];
   private readonly lastAll: number[] = [];
@@ -192,13 +198,20 @@ class RaceTracker {
     } else {
       // Every transition of another thread that `d` depends on and does not already follow.
       // Earlier transitions of the same thread are dependent through program order only if
-      // `d` touches everything; otherwise walk back from each candidate.
+      // `d` touches everything; otherwise walk back from each candidate. If `d` takes a
+      // lock, it can never run right before a transition made while the other thread holds
+      // that lock in a conflicting mode (they are never co-enabled): those are left out.
+      const takes = f.acquire && f.lock !== 0 ? f.lock : 0;
       for (const i of cands) {
         const q = this.tThread[i]!;
         if (q === p) continue;
         const mine = this.byThread[q]!;
         for (let k = this.tLocal[i]! - 1; k >= (vcp[q] ?? 0); k--) {
           const j = mine[k]!;
+          if (j !== i && takes !== 0 && k > 0) {
+            const before = mine[k - 1]!;
+            if (this.tHoldW[before] === takes || (f.lockWrite && this.tHoldR[before] === takes)) continue;
+          }
           if (j === i || f.all || dependent(f, this.tFp[j]!)) races.push(j);
         }
       }
@@ -211,6 +224,18 @@ class RaceTracker {
     this.tLocal[d] = c;
     this.tVc[d] = vcp.slice();
     this.tFp[d] = f;
+    const prev = this.lastOf[p];
+    let holdW = prev === undefined ? 0 : this.tHoldW[prev]!;
+    let holdR = prev === undefined ? 0 : this.tHoldR[prev]!;
+    if (f.lock !== 0) {
+      if (f.acquire) {
+        if (f.lockWrite) holdW = f.lock;
+        else holdR = f.lock;
+      } else if (holdW === f.lock) holdW = 0;
+      else if (holdR === f.lock) holdR = 0;
+    }
+    this.tHoldW[d] = holdW;
+    this.tHoldR[d] = holdR;
     (this.byThread[p] ??= []).push(d);
     this.lastOf[p] = d;
     if (f.all) this.lastAll[p] = d;
@@ -228,6 +253,8 @@ class RaceTracker {
     this.tLocal.length = from;
     this.tVc.length = from;
     this.tFp.length = from;
+    this.tHoldW.length = from;
+    this.tHoldR.length = from;
     for (let p = 0; p < this.byThread.length; p++) {
       const mine = this.byThread[p];
       if (mine === undefined) continue;
