@@ -10,7 +10,8 @@
 // to try just before i, unless one is there already. A step that can block (a spinlock or
 // mutex, the slow path of a queued rwlock, a wait) races with every earlier step it
 // depends on and does not already follow: it may not have been able to run right before
-// the latest one.
+// the latest one. A lock acquisition leaves out the steps another thread made while
+// holding that lock in a conflicting mode: it could not have run right before those.
 //
 // A transition is one announced step plus everything the thread does until its next
 // announcement. Its footprint is the announced object plus what the code touched (see
