@@ -31,8 +31,12 @@ export interface Footprint {
   readonly all: boolean;
   /** Pairs of object and mode (0 read, 1 write, 2 commuting update). */
   readonly objs: readonly number[];
-  /** Bit (obj & 31) set for each object: footprints with no bit in common share no object. */
+  /**
+   * A 64-bit Bloom filter of the objects (two 32-bit halves): footprints with no bit in
+   * common share no object.
+   */
   readonly mask: number;
+  readonly mask2: number;
   /** The lock taken or released, or 0. */
   readonly lock: number;
   readonly lockWrite: boolean;
@@ -48,13 +52,19 @@ export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolea
   if (s.kind !== "lock" && s.kind !== "unlock") objs.push(s.obj, modeCode(s.mode));
   for (let i = 0; i < touchedObjs.length; i++) objs.push(touchedObjs[i]!);
   let mask = 0;
-  for (let i = 0; i < objs.length; i += 2) mask |= 1 << (objs[i]! & 31);
+  let mask2 = 0;
+  for (let i = 0; i < objs.length; i += 2) {
+    const b = Math.imul(objs[i]!, 0x9e3779b1) >>> 26;
+    if (b < 32) mask |= 1 << b;
+    else mask2 |= 1 << (b - 32);
+  }
   return {
     // A spin may run only after another thread moved (the scheduler's fairness): it depends
     // on every step. A wait states what its condition reads as its object and touches.
     all: all || s.spin === true,
     objs,
     mask,
+    mask2,
     lock: isLock ? s.obj : 0,
     lockWrite: s.mode === "w",
     acquire: s.kind === "lock",
@@ -65,7 +75,7 @@ export function footprintOf(s: Step, touchedObjs: readonly number[], all: boolea
 export function dependent(f: Footprint, g: Footprint): boolean {
   if (f.all || g.all) return true;
   if (f.lock !== 0 && f.lock === g.lock && (f.lockWrite || g.lockWrite)) return true;
-  if ((f.mask & g.mask) === 0) return false;
+  if ((f.mask & g.mask) === 0 && (f.mask2 & g.mask2) === 0) return false;
   const a = f.objs;
   const b = g.objs;
   for (let i = 0; i < a.length; i += 2)
