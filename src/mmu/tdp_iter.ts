@@ -2,7 +2,7 @@
 // The pre-order TDP page-table iterator and the SPTE access primitives
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
-import { readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
+import { FALSE_NOW, readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
 import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn, kvmPagesPerHpage } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
@@ -106,8 +106,13 @@ export class TdpIter {
   }
 
   /** try_step_down(): re-read the SPTE so a table linked since arrival is followed. */
-  private *tryStepDown(): Gen<boolean> {
-    if (this.level === this.minLevel) return false;
+  private tryStepDown(): Gen<boolean> {
+    // (At the lowest level it has nothing to do: no generator for that.)
+    if (this.level === this.minLevel) return FALSE_NOW;
+    return this.stepDown();
+  }
+
+  private *stepDown(): Gen<boolean> {
     this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
     const child = spteToChildPt(this.kvm, this.oldSpte, this.level);
     if (child === null) return false;

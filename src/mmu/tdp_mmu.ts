@@ -4,7 +4,7 @@
 // Every SPTE write goes through tdpMmuSetSpteAtomic() (mmu_lock held for read,
 // compare-and-swap) or __tdpMmuSetSpte() (held for write); both end in
 // handleChangedSpte(), where the tracepoint fires and the bookkeeping happens.
-import { atomicAdd, cmpxchg, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
+import { atomicAdd, cmpxchg, FALSE_NOW, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
 import {
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_1G,
@@ -519,31 +519,41 @@ function tdpMmuSetSpteNoDirtyLog(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<
  * restarts from the root toward the same gfn.
  * Context: mmu_lock held (read if `shared`), inside rcu_read_lock(); may yield.
  */
-export function* tdpMmuIterCondResched(kvm: Kvm, iter: TdpIter, flush: boolean, shared: boolean): Gen<boolean> {
+export function tdpMmuIterCondResched(kvm: Kvm, iter: TdpIter, flush: boolean, shared: boolean): Gen<boolean> {
   kvm.w.warnOn(iter.yielded, "tdp_mmu_iter_cond_resched on a yielded iterator");
   // Never yield twice without stepping sideways at least once.
-  if (iter.nextLastLevelGfn === iter.yieldedGfn && !kvm.variant("yield-no-forward-progress")) return false;
-  if (kvm.w.needResched(kvm.w.current, "cond_resched") || kvm.mmuLock.needbreak()) {
-    if (flush && !kvm.variant("yield-drops-pending-flush")) yield* kvmFlushRemoteTlbs(kvm);
-    yield* kvm.rcu.rcuReadUnlock();
-    if (shared) {
-      yield* kvm.mmuLock.readUnlock();
-      yield step("sched", kvm.mmuLock.id, "r", "cond_resched_rwlock_read()");
-      yield* kvm.mmuLock.readLock();
-    } else {
-      yield* kvm.mmuLock.writeUnlock();
-      yield step("sched", kvm.mmuLock.id, "r", "cond_resched_rwlock_write()");
-      yield* kvm.mmuLock.writeLock();
-    }
-    yield* kvm.rcu.rcuReadLock();
-    kvm.w.warnOn(iter.gfn > iter.nextLastLevelGfn, "tdp_mmu_iter_cond_resched: iterator ran ahead");
-    // MODEL (I11a): a walk never yields twice without its position advancing.
-    if (iter.lastYieldGfn === iter.nextLastLevelGfn)
-      kvm.w.report("progress", `walk yielded twice at gfn 0x${iter.nextLastLevelGfn.toString(16)} without moving: it can livelock under contention`);
-    iter.lastYieldGfn = iter.nextLastLevelGfn;
-    iter.yielded = true;
+  // (Most calls end with no step taken: they cost no generator.)
+  if (iter.nextLastLevelGfn === iter.yieldedGfn && !kvm.variant("yield-no-forward-progress")) return FALSE_NOW;
+  if (kvm.w.needResched(kvm.w.current, "cond_resched") || kvm.mmuLock.needbreak()) return tdpMmuIterYield(kvm, iter, flush, shared);
+  return iter.yielded ? stillYielded() : FALSE_NOW;
+}
+
+/** The yielding half of tdp_mmu_iter_cond_resched(). */
+function* tdpMmuIterYield(kvm: Kvm, iter: TdpIter, flush: boolean, shared: boolean): Gen<boolean> {
+  if (flush && !kvm.variant("yield-drops-pending-flush")) yield* kvmFlushRemoteTlbs(kvm);
+  yield* kvm.rcu.rcuReadUnlock();
+  if (shared) {
+    yield* kvm.mmuLock.readUnlock();
+    yield step("sched", kvm.mmuLock.id, "r", "cond_resched_rwlock_read()");
+    yield* kvm.mmuLock.readLock();
+  } else {
+    yield* kvm.mmuLock.writeUnlock();
+    yield step("sched", kvm.mmuLock.id, "r", "cond_resched_rwlock_write()");
+    yield* kvm.mmuLock.writeLock();
   }
-  return iter.yielded;
+  yield* kvm.rcu.rcuReadLock();
+  kvm.w.warnOn(iter.gfn > iter.nextLastLevelGfn, "tdp_mmu_iter_cond_resched: iterator ran ahead");
+  // MODEL (I11a): a walk never yields twice without its position advancing.
+  if (iter.lastYieldGfn === iter.nextLastLevelGfn)
+    kvm.w.report("progress", `walk yielded twice at gfn 0x${iter.nextLastLevelGfn.toString(16)} without moving: it can livelock under contention`);
+  iter.lastYieldGfn = iter.nextLastLevelGfn;
+  iter.yielded = true;
+  return true;
+}
+
+/** A walk that already yielded and was not restarted (warned about above): still yielded. */
+function* stillYielded(): Gen<boolean> {
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------

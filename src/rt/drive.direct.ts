@@ -12,3 +12,5 @@ export function drive<T>(g: Gen<T>): T {
 }
 
 export const STEPPED = false;
+
+export const FALSE_NOW = false;

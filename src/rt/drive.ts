@@ -24,3 +24,21 @@ export function drive<T>(g: Gen<T>): T {
 
 /** True in the build where steps are announced to a scheduler. */
 export const STEPPED = true;
+
+const FALSE_RESULT: IteratorResult<Step, false> = Object.freeze({ done: true, value: false });
+const falseNow = {
+  next: () => FALSE_RESULT,
+  return: () => FALSE_RESULT,
+  throw: (e: unknown) => {
+    throw e;
+  },
+  [Symbol.iterator]() {
+    return this;
+  },
+};
+
+/**
+ * A computation that takes no step and returns false: for a helper that usually has nothing
+ * to do, so the common case costs no generator (one object, reused).
+ */
+export const FALSE_NOW = falseNow as unknown as Gen<false>;

@@ -1,3 +1,3 @@
 // SPDX-License-Identifier: GPL-2.0-only
 export * from "./step.js";
-export { drive, SelfDeadlock, STEPPED } from "./drive.js";
+export { drive, FALSE_NOW, SelfDeadlock, STEPPED } from "./drive.js";
