@@ -109,10 +109,11 @@ export class TdpIter {
   private tryStepDown(): Gen<boolean> {
     // (At the lowest level it has nothing to do: no generator for that.)
     if (this.level === this.minLevel) return FALSE_NOW;
-    return this.stepDown();
+    return this.tryStepDownReread();
   }
 
-  private *stepDown(): Gen<boolean> {
+  /** The rest of try_step_down() (named try_step_*, so traces show the caller). */
+  private *tryStepDownReread(): Gen<boolean> {
     this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
     const child = spteToChildPt(this.kvm, this.oldSpte, this.level);
     if (child === null) return false;

@@ -528,8 +528,11 @@ export function tdpMmuIterCondResched(kvm: Kvm, iter: TdpIter, flush: boolean, s
   return iter.yielded ? stillYielded() : FALSE_NOW;
 }
 
-/** The yielding half of tdp_mmu_iter_cond_resched(). */
-function* tdpMmuIterYield(kvm: Kvm, iter: TdpIter, flush: boolean, shared: boolean): Gen<boolean> {
+/**
+ * The yielding half of tdp_mmu_iter_cond_resched(), named after it so that traces, which
+ * name the kernel function each step was taken in, show the kernel's name.
+ */
+const tdpMmuIterYield = function* tdpMmuIterCondResched(kvm: Kvm, iter: TdpIter, flush: boolean, shared: boolean): Gen<boolean> {
   if (flush && !kvm.variant("yield-drops-pending-flush")) yield* kvmFlushRemoteTlbs(kvm);
   yield* kvm.rcu.rcuReadUnlock();
   if (shared) {
@@ -549,7 +552,7 @@ function* tdpMmuIterYield(kvm: Kvm, iter: TdpIter, flush: boolean, shared: boole
   iter.lastYieldGfn = iter.nextLastLevelGfn;
   iter.yielded = true;
   return true;
-}
+};
 
 /** A walk that already yielded and was not restarted (warned about above): still yielded. */
 function* stillYielded(): Gen<boolean> {
