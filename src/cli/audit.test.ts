@@ -102,3 +102,15 @@ test("explore --prove: the seed proved over every trace, the variant's race foun
     assert.match(bad.err, /--prove runs the partial-order search alone/);
   }
 });
+
+test("explore --json: each trace step names the kernel function it was taken in", () => {
+  const file = path.join(root, "scenarios", "yield-drops-pending-flush.json");
+  const r = run(["explore", file, "--variant", "yield-drops-pending-flush", "--json"]);
+  assert.equal(r.code, 1, r.err);
+  const steps = (JSON.parse(r.out) as { violation: { trace: { fn: string; action: string }[] } }).violation.trace;
+  const fnOf = (action: string): string[] => [...new Set(steps.filter((s) => s.action === action).map((s) => s.fn))];
+  // The walk's reads come from the iterator, its yield from tdp_mmu_iter_cond_resched().
+  assert.deepEqual(fnOf("READ_ONCE(*sptep)").sort(), ["tdp_iter_next", "tdp_iter_restart"]);
+  assert.deepEqual(fnOf("write_unlock(mmu_lock)"), ["tdp_mmu_iter_cond_resched"]);
+  assert.equal(steps[2]!.fn, "__kvm_handle_hva_range");
+});
