@@ -56,15 +56,15 @@ export function stateLines(root: object): string[] {
   return out;
 }
 
+/** The hash of each field name met, or -1 for the HISTORY fields. */
+const keyHashes = new Map<string, number>();
+
 /**
  * A digest of the same state: equal for states with equal stateLines(), and (but for a
  * 64-bit hash collision) different otherwise. The same walk, fed to two running FNV-1a
  * hashes instead of building lines: objects met again are named by the order in which
- * they were first met, not by path.
+ * they were first met, not by path; runs of equal words in typed arrays are hashed as one.
  */
-/** The hash of each field name met, or -1 for the HISTORY fields. */
-const keyHashes = new Map<string, number>();
-
 export function stateDigest(root: object): string {
   const seen = new Map<object, number>();
   let h1 = 0x811c9dc5;
