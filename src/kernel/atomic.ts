@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // Single-copy-atomic accesses to page-table memory, each one step. Touching a table that
 // was already freed (through RCU or otherwise) is a use-after-free finding.
-import { step, type Gen } from "../rt/index.js";
+import { step, STEPPED, type Gen, type Step } from "../rt/index.js";
 import type { Table } from "../hw/index.js";
 import type { World } from "./world.js";
 
@@ -9,11 +9,96 @@ function checkLive(w: World, t: Table, what: string): void {
   if (t.freed) w.report("rcu", `${what} on page table 0x${t.pfn.toString(16)} after it was freed`);
 }
 
-/** READ_ONCE(*sptep) */
-export function* readOnce(w: World, t: Table, idx: number): Gen<bigint> {
-  yield step("read", t.sptep(idx), "r", "READ_ONCE(*sptep)");
+function loadOnce(w: World, t: Table, idx: number): bigint {
   checkLive(w, t, "READ_ONCE");
   return t.spt[idx]!;
+}
+
+/**
+ * READ_ONCE(*sptep)
+ *
+ * The most frequent step of all (every move of a walk is one), so in the stepped build it is
+ * not a generator but a reusable two-state iterator (see OneRead); in the direct build it is
+ * the load itself.
+ */
+export function readOnce(w: World, t: Table, idx: number): Gen<bigint> {
+  if (!STEPPED) return loadOnce(w, t, idx) as unknown as Gen<bigint>;
+  return OneRead.start(w, t, idx, null, step("read", t.sptep(idx), "r", "READ_ONCE(*sptep)"));
+}
+
+/**
+ * READ_ONCE(*sptep) whose value goes to `into.oldSpte`, for walks that keep the value they
+ * read in their iterator (tdp_iter_next()'s step to the next sibling).
+ */
+export function readOnceInto(w: World, t: Table, idx: number, into: { oldSpte: bigint }): Gen<void> {
+  if (!STEPPED) {
+    into.oldSpte = loadOnce(w, t, idx);
+    return undefined as unknown as Gen<void>;
+  }
+  return OneRead.start(w, t, idx, into, step("read", t.sptep(idx), "r", "READ_ONCE(*sptep)")) as unknown as Gen<void>;
+}
+
+/**
+ * A READ_ONCE in flight in the stepped build: `yield*` on it announces the step, then, when
+ * resumed, performs the load. It behaves as the generator it replaces but allocates nothing
+ * but its step: finished ones are kept on a free list and reused, and one is only ever
+ * reused after it returned its value, when its consumer no longer holds it. (An abandoned
+ * one, of a run stopped midway, is never finished and simply collected.)
+ */
+class OneRead {
+  private static readonly idle: OneRead[] = [];
+  private w: World | null = null;
+  private t: Table | null = null;
+  private idx = 0;
+  private into: { oldSpte: bigint } | null = null;
+  private announce: Step | null = null;
+  private readonly res: { done: boolean; value: Step | bigint | undefined } = { done: false, value: undefined };
+
+  /** `announce` is made by the caller, so that a captured stack names the caller's callers. */
+  static start(w: World, t: Table, idx: number, into: { oldSpte: bigint } | null, announce: Step): Gen<bigint> {
+    const r = OneRead.idle.pop() ?? new OneRead();
+    r.w = w;
+    r.t = t;
+    r.idx = idx;
+    r.into = into;
+    r.announce = announce;
+    return r as unknown as Gen<bigint>;
+  }
+
+  next(): IteratorResult<Step, bigint | undefined> {
+    const res = this.res;
+    if (this.announce !== null) {
+      res.done = false;
+      res.value = this.announce;
+      this.announce = null;
+      return res as IteratorResult<Step, bigint | undefined>;
+    }
+    const v = loadOnce(this.w!, this.t!, this.idx);
+    res.done = true;
+    if (this.into === null) res.value = v;
+    else {
+      this.into.oldSpte = v;
+      res.value = undefined;
+    }
+    this.w = this.t = this.into = null;
+    OneRead.idle.push(this);
+    return res as IteratorResult<Step, bigint | undefined>;
+  }
+
+  return(value: bigint): IteratorResult<Step, bigint> {
+    // Abandoned by its consumer: not reused (the consumer may still hold it).
+    this.announce = null;
+    return { done: true, value };
+  }
+
+  throw(e: unknown): never {
+    this.announce = null;
+    throw e;
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
 }
 
 /** WRITE_ONCE(*sptep, v) */

@@ -2,7 +2,7 @@
 // The pre-order TDP page-table iterator and the SPTE access primitives
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
-import { FALSE_NOW, readOnce, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
+import { FALSE_NOW, readOnce, readOnceInto, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
 import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn, kvmPagesPerHpage } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
@@ -106,7 +106,7 @@ export class TdpIter {
   }
 
   /** try_step_down(): re-read the SPTE so a table linked since arrival is followed. */
-  private tryStepDown(): Gen<boolean> {
+  tryStepDown(): Gen<boolean> {
     // (At the lowest level it has nothing to do: no generator for that.)
     if (this.level === this.minLevel) return FALSE_NOW;
     return this.tryStepDownReread();
@@ -125,18 +125,32 @@ export class TdpIter {
   }
 
   /** try_step_side() */
-  private *tryStepSide(): Gen<boolean> {
-    if (this.idx === 511) return false;
-    this.gfn += kvmPagesPerHpage(this.level);
-    this.nextLastLevelGfn = this.gfn;
-    this.idx++;
+  tryStepSide(): Gen<boolean> {
+    if (this.idx === 511) return FALSE_NOW;
+    return this.tryStepSideRead();
+  }
+
+  /** The rest of try_step_side(): to the next sibling, and read it. */
+  private *tryStepSideRead(): Gen<boolean> {
+    this.toNextSibling();
     this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
     return true;
   }
 
+  private toNextSibling(): void {
+    this.gfn += kvmPagesPerHpage(this.level);
+    this.nextLastLevelGfn = this.gfn;
+    this.idx++;
+  }
+
   /** try_step_up() */
-  private *tryStepUp(): Gen<boolean> {
-    if (this.level === this.rootLevel) return false;
+  tryStepUp(): Gen<boolean> {
+    if (this.level === this.rootLevel) return FALSE_NOW;
+    return this.tryStepUpRefresh();
+  }
+
+  /** The rest of try_step_up(). */
+  private *tryStepUpRefresh(): Gen<boolean> {
     this.level++;
     this.gfn = roundGfnForLevel(this.gfn, this.level);
     yield* this.refresh();
@@ -144,18 +158,30 @@ export class TdpIter {
   }
 
   /** tdp_iter_next() */
-  *tdpIterNext(): Gen<void> {
-    // Variant iter-advance-after-yield: the pre-fix iterator stepped on from its old
-    // position after a yield instead of restarting from the root.
-    if (this.yielded && !this.kvm.variant("iter-advance-after-yield")) {
-      yield* this.tdpIterRestart();
-      return;
+  tdpIterNext(): Gen<void> {
+    // Most calls step to the next SPTE of a table at the walk's lowest level: there
+    // try_step_down() has nothing to do and try_step_side() one read, which is all this
+    // takes then (no generator of its own, see readOnceInto()).
+    if (!this.yielded && this.level === this.minLevel && this.idx !== 511) {
+      this.toNextSibling();
+      return readOnceInto(this.kvm.w, this.table, this.idx, this);
     }
-    this.yielded = false;
-    if (yield* this.tryStepDown()) return;
-    do {
-      if (yield* this.tryStepSide()) return;
-    } while (yield* this.tryStepUp());
-    this.valid = false;
+    return tdpIterNextInFull(this);
   }
 }
+
+/** tdp_iter_next() in full, in a function of that name (traces name it). */
+const tdpIterNextInFull = function* tdpIterNext(iter: TdpIter): Gen<void> {
+  // Variant iter-advance-after-yield: the pre-fix iterator stepped on from its old
+  // position after a yield instead of restarting from the root.
+  if (iter.yielded && !iter.kvm.variant("iter-advance-after-yield")) {
+    yield* iter.tdpIterRestart();
+    return;
+  }
+  iter.yielded = false;
+  if (yield* iter.tryStepDown()) return;
+  do {
+    if (yield* iter.tryStepSide()) return;
+  } while (yield* iter.tryStepUp());
+  iter.valid = false;
+};
