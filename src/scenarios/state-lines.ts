@@ -56,8 +56,53 @@ export function stateLines(root: object): string[] {
   return out;
 }
 
-/** The hash of each field name met, or -1 for the HISTORY fields. */
-const keyHashes = new Map<string, number>();
+/**
+ * How stateDigest() reads the fields of objects with one set of own keys: a function made
+ * for that key list, which loads each field by its name (so each load sees one kind of
+ * object, not every kind), with the hash of the name.
+ */
+interface FieldReader {
+  readonly keys: readonly string[];
+  readonly read: (v: object, field: (keyHash: number, x: unknown) => void) => void;
+}
+
+/** By constructor: the readers made for the key lists its instances have had. */
+const readers = new Map<unknown, FieldReader[]>();
+
+function readerFor(v: object, keys: string[]): FieldReader {
+  let rs = readers.get(v.constructor);
+  if (rs === undefined) readers.set(v.constructor, (rs = []));
+  for (const r of rs) if (sameKeys(r.keys, keys)) return r;
+  // Objects used as dictionaries would need a reader each: those are read key by key.
+  if (rs.length >= 16) return keyByKey(keys);
+  const r = fieldReader(keys);
+  rs.push(r);
+  return r;
+}
+
+function keyByKey(keys: string[]): FieldReader {
+  return {
+    keys,
+    read: (v, field) => {
+      for (const k of keys) if (!HISTORY.has(k)) field(fnv1a(k), (v as Record<string, unknown>)[k]);
+    },
+  };
+}
+
+function fieldReader(keys: string[]): FieldReader {
+  const body = keys
+    .filter((k) => !HISTORY.has(k))
+    .map((k) => `field(${fnv1a(k)}, v[${JSON.stringify(k)}]);`)
+    .join("\n");
+  const read = new Function("v", "field", body) as FieldReader["read"];
+  return { keys, read };
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /**
  * A digest of the same state: equal for states with equal stateLines(), and (but for a
@@ -70,11 +115,12 @@ export function stateDigest(root: object): string {
   let h1 = 0x811c9dc5;
   let h2 = 0x9747b28c;
   let len = 0;
+  // Two independent 32-bit multiply-xorshift hashes, a word at a time.
   const word = (x: number): void => {
-    h1 = Math.imul(h1 ^ (x & 0xffff), 0x01000193) >>> 0;
-    h1 = Math.imul(h1 ^ (x >>> 16), 0x01000193) >>> 0;
-    h2 = Math.imul(h2 ^ (x >>> 16), 0x01000193) >>> 0;
-    h2 = Math.imul(h2 ^ (x & 0xffff), 0x01000193) >>> 0;
+    h1 = Math.imul(h1 ^ x, 0x01000193);
+    h1 ^= h1 >>> 15;
+    h2 = Math.imul(h2 ^ x, 0x5bd1e995);
+    h2 ^= h2 >>> 13;
     len++;
   };
   const text = (s: string): void => {
@@ -82,11 +128,17 @@ export function stateDigest(root: object): string {
     for (let i = 0; i < s.length; i++) word(s.charCodeAt(i));
   };
   // Tags keep the structure unambiguous.
-  const enum T { Int = 1, Text, Ref, Typed, Bytes, Map, Set, Arr, Obj, End, Bool, Big }
+  const enum T { Int = 1, Text, Ref, Typed, Bytes, Map, Set, Arr, Obj, End, Bool, Big, Int53 }
+  // A number: small integers as one word, other integers below 2^53 as two, the rest as text.
+  const num = (x: number): void => {
+    if ((x | 0) === x) (word(T.Int), word(x));
+    else if (Number.isSafeInteger(x) && x > 0) (word(T.Int53), word(x % 0x100000000), word(Math.floor(x / 0x100000000)));
+    else (word(T.Text), text("number" + String(x)));
+  };
   const visit = (v: unknown): void => {
     if (typeof v === "function" || v === undefined) return;
     if (typeof v !== "object" || v === null) {
-      if (typeof v === "number" && (v | 0) === v) (word(T.Int), word(v));
+      if (typeof v === "number") num(v);
       else if (typeof v === "boolean") (word(T.Bool), word(v ? 1 : 0));
       else if (typeof v === "bigint" && v >= 0n) {
         // 32 bits at a time, low first, then the number of words.
@@ -139,11 +191,13 @@ export function stateDigest(root: object): string {
         if (k < last) sorted = false;
         last = k;
       }
-      const entries = sorted ? v : [...v.entries()].sort((a, b) => (a[0] as number) - (b[0] as number));
-      for (const [k, x] of entries) {
-        if (typeof k === "number" && (k | 0) === k) (word(T.Int), word(k));
-        else if (typeof k !== "object") (word(T.Text), text(String(k)));
-        visit(x);
+      if (sorted) v.forEach(entry);
+      else {
+        const keys = new Float64Array(v.size);
+        let i = 0;
+        for (const k of v.keys()) keys[i++] = k as number;
+        keys.sort();
+        for (const k of keys) entry(v.get(k), k);
       }
       word(T.End);
       return;
@@ -162,17 +216,20 @@ export function stateDigest(root: object): string {
       return;
     }
     word(T.Obj);
-    for (const k of Object.keys(v)) {
-      let kh = keyHashes.get(k);
-      if (kh === undefined) keyHashes.set(k, (kh = HISTORY.has(k) ? -1 : fnv1a(k)));
-      if (kh === -1) continue;
-      const x = (v as Record<string, unknown>)[k];
-      if (typeof x === "function" || x === undefined) continue;
-      word(kh);
-      visit(x);
-    }
+    // Each field in the order of Object.keys(), as stateLines() walks them.
+    readerFor(v, Object.keys(v)).read(v, field);
     word(T.End);
   };
+  const entry = (x: unknown, k: unknown): void => {
+    if (typeof k === "number") num(k);
+    else if (typeof k !== "object") (word(T.Text), text(String(k)));
+    visit(x);
+  };
+  const field = (keyHash: number, x: unknown): void => {
+    if (typeof x === "function" || x === undefined) return;
+    word(keyHash);
+    visit(x);
+  };
   visit(root);
-  return `${h1.toString(36)}.${h2.toString(36)}.${len}`;
+  return `${(h1 >>> 0).toString(36)}.${(h2 >>> 0).toString(36)}.${len}`;
 }
