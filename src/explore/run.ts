@@ -31,6 +31,8 @@ export interface Execution {
    * commuting really do (see `auditCommutation`).
    */
   stateLines?(): string[];
+  /** The run is over and nothing of it will be looked at again: its resources may be reused. */
+  dispose?(): void;
 }
 
 export type Program = () => Execution;
@@ -87,6 +89,14 @@ export interface RunOptions {
 /** Run one execution to the end, a violation, or the step bound. */
 export function runOnce(program: Program, opts: RunOptions): RunResult {
   const ex = program();
+  try {
+    return run(ex, opts);
+  } finally {
+    ex.dispose?.();
+  }
+}
+
+function run(ex: Execution, opts: RunOptions): RunResult {
   const n = ex.threads.length;
   const gens: (Gen<void> | null)[] = [];
   const pending: (Step | null)[] = [];

@@ -12,6 +12,14 @@ export const SPTES_PER_TABLE = 512;
 // Small chunks: the explorer builds a fresh host for every schedule.
 const TABLES_PER_CHUNK = 8;
 
+/**
+ * Chunks of hosts that were released (see PhysMem.release()), for the next host to cut
+ * tables from: allocating a SharedArrayBuffer costs tens of microseconds and puts pressure
+ * on the collector, which for the explorer, building a host per schedule, adds up.
+ */
+const spareChunks: BigUint64Array[] = [];
+const MAX_SPARE_CHUNKS = 64;
+
 /** Poison written into a freed page table, so a stale walk reads garbage, not zeros. */
 export const POISON_SPTE = 0xdead4ead_dead4eadn;
 
@@ -41,13 +49,20 @@ export class PhysMem {
   #chunkUsed = TABLES_PER_CHUNK;
   /** Recycled table storage (from freed tables), reused before a new chunk is cut. */
   readonly #spareStorage: BigUint64Array[] = [];
+  /** Every chunk this host cut tables from. */
+  readonly #chunks: BigUint64Array[] = [];
+  #released = false;
 
   /** Back frame `pfn` with page-table storage (zero-filled). */
   makeTable(pfn: number): Table {
+    if (this.#released) throw new Error("PhysMem.makeTable() after release()");
     let spt = this.#spareStorage.pop();
     if (spt === undefined) {
       if (this.#chunk === null || this.#chunkUsed === TABLES_PER_CHUNK) {
-        this.#chunk = new BigUint64Array(new SharedArrayBuffer(TABLES_PER_CHUNK * SPTES_PER_TABLE * 8));
+        const spare = spareChunks.pop();
+        if (spare !== undefined) spare.fill(0n);
+        this.#chunk = spare ?? new BigUint64Array(new SharedArrayBuffer(TABLES_PER_CHUNK * SPTES_PER_TABLE * 8));
+        this.#chunks.push(this.#chunk);
         this.#chunkUsed = 0;
       }
       spt = this.#chunk.subarray(this.#chunkUsed * SPTES_PER_TABLE, (this.#chunkUsed + 1) * SPTES_PER_TABLE);
@@ -87,5 +102,18 @@ export class PhysMem {
 
   get liveTables(): number {
     return this.tables.size;
+  }
+
+  /**
+   * This host is done with: its table storage goes to the next host made. Its tables must
+   * not be read or written after this (their words will belong to another host).
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    for (const c of this.#chunks) if (spareChunks.length < MAX_SPARE_CHUNKS) spareChunks.push(c);
+    this.#chunks.length = 0;
+    this.#spareStorage.length = 0;
+    this.#chunk = null;
   }
 }

@@ -455,6 +455,7 @@ export function makeProgram(sc: ConcurrentScenario): () => {
   atEnd(): { check: string; message: string } | null;
   classify(e: unknown): { check: string; message: string } | null;
   stateLines(): string[];
+  dispose(): void;
   instance: Instance;
 } {
   // The leak check tears the VM down, which is most of the cost of a short run. Runs that
@@ -522,6 +523,7 @@ export function makeProgram(sc: ConcurrentScenario): () => {
         return null;
       },
       stateLines: () => stateLines(inst),
+      dispose: () => w.phys.release(),
       classify: (e: unknown) => (e instanceof KernelBug ? { check: "bug", message: e.message } : null),
     };
   };
