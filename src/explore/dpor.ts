@@ -131,6 +131,44 @@ interface LockRec {
   lastWriteRel: number;
 }
 
+/**
+ * A map from footprint object ids (32-bit integers) to records, in pages of 512 ids: the
+ * SPTEs of one table share a page, and a walk's consecutive steps mostly hit the page of
+ * the step before, which is looked up without hashing.
+ */
+class ObjTable<T> {
+  private readonly pages = new Map<number, (T | undefined)[]>();
+  private lastKey = NaN;
+  private last: (T | undefined)[] = [];
+
+  private page(o: number, make: boolean): (T | undefined)[] | undefined {
+    const k = o >> 9;
+    if (k === this.lastKey) return this.last;
+    let p = this.pages.get(k);
+    if (p === undefined) {
+      if (!make) return undefined;
+      this.pages.set(k, (p = []));
+    }
+    this.lastKey = k;
+    this.last = p;
+    return p;
+  }
+
+  get(o: number): T | undefined {
+    return this.page(o, false)?.[o & 511];
+  }
+
+  set(o: number, v: T): void {
+    if ((o | 0) !== o) throw new ModelBug(`footprint object id ${o} is not a 32-bit integer`);
+    this.page(o, true)![o & 511] = v;
+  }
+
+  delete(o: number): void {
+    const p = this.page(o, false);
+    if (p !== undefined) p[o & 511] = undefined;
+  }
+}
+
 /** Happens-before and race detection over one run. */
 class RaceTracker {
   private readonly vc: number[][] = [];
@@ -148,7 +186,7 @@ class RaceTracker {
   private readonly byThread: number[][] = [];
   private readonly lastOf: number[] = [];
   private readonly lastAll: number[] = [];
-  private readonly objs = new Map<number, ObjRec>();
+  private readonly objs = new ObjTable<ObjRec>();
   private readonly locks = new Map<number, LockRec>();
   /**
    * What `records()` changed, newest last, so `truncate()` can take it back. Each entry:
