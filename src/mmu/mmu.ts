@@ -580,7 +580,6 @@ export function* kvmRecoverNxLpages(kvm: Kvm, ratio = 1): Gen<number> {
     const zapFlush = yield* kvmTdpMmuZapSp(kvm, sp);
     // Variant nx-recovery-flush-overwritten: the pre-fix loop assigned instead of OR-ing.
     flush = kvm.variant("nx-recovery-flush-overwritten") ? zapFlush : zapFlush || flush;
-    if (kvm.arch.lpageDisallowedMmuPages[0] === sp) kvm.arch.lpageDisallowedMmuPages.shift();
     zapped++;
     if (kvm.w.needResched(kvm.w.current, "kvm_recover_nx_lpages") || kvm.mmuLock.needbreak()) {
       if (flush) yield* kvmFlushRemoteTlbs(kvm);
