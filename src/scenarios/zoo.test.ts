@@ -47,6 +47,7 @@ const zoo: ZooEntry[] = [
   { scenario: "wrprot-skips-mmu-writable", variant: "wrprot-skips-mmu-writable", check: "write-track", preemptions: 0, cleanBound: 1 },
   { scenario: "notifier-skips-invalid-roots", variant: "notifier-skips-invalid-roots", check: "zap-post", preemptions: 1, cleanBound: 1, pct: true },
   { scenario: "notifier-unmap-unsafe-root-iter", variant: "notifier-unmap-unsafe-root-iter", check: "rcu", preemptions: 0, cleanBound: 0 },
+  { scenario: "nx-recovery-flush-overwritten", variant: "nx-recovery-flush-overwritten", check: "tlb", preemptions: 1, cleanBound: 1 },
 ];
 
 const run = (file: string, variants: string[], preemptions: number, pct = false, pctAt: ZooEntry["pctAt"] = [3, 1, 100]) => {
@@ -56,7 +57,7 @@ const run = (file: string, variants: string[], preemptions: number, pct = false,
     preemptions,
     por: false,
     seed: pct ? pctAt[1] : 1,
-    maxSchedules: pct ? pctAt[2] : 5000,
+    maxSchedules: pct ? pctAt[2] : 10_000,
     maxSteps: 50_000,
     budgetMs: 1e12,
     pctDepth: pctAt[0],
