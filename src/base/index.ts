@@ -3,3 +3,4 @@ export * from "./brands.js";
 export * from "./errno.js";
 export * from "./prng.js";
 export * from "./hash.js";
+export * from "./clone.js";

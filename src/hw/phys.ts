@@ -8,6 +8,8 @@
 //
 // MODEL: a frame is 4 KiB; huge pages are runs of 512 (2M) or 262144 (1G) aligned frames.
 
+import { COPY, type Copier } from "../base/index.js";
+
 export const SPTES_PER_TABLE = 512;
 // Small chunks: the explorer builds a fresh host for every schedule.
 const TABLES_PER_CHUNK = 8;
@@ -29,10 +31,21 @@ export type FrameUse = "free" | "pt" | "anon" | "zero" | "kernel";
 export class Table<Owner = unknown> {
   freed = false;
   owner: Owner | undefined = undefined;
+  /** The host memory it belongs to (for copies: see PhysMem[COPY]). */
+  readonly #mem: PhysMem;
   constructor(
     readonly pfn: number,
     readonly spt: BigUint64Array,
-  ) {}
+    mem: PhysMem,
+  ) {
+    this.#mem = mem;
+  }
+
+  /** A table is copied with its host memory, which copies all its tables. */
+  [COPY](c: Copier): Table<Owner> {
+    c.copy(this.#mem);
+    return c.copies.get(this) as Table<Owner>;
+  }
 
   /** The address of entry `idx`, as the kernel's sptep: one number per SPTE slot. */
   sptep(idx: number): number {
@@ -55,7 +68,14 @@ export class PhysMem {
 
   /** Back frame `pfn` with page-table storage (zero-filled). */
   makeTable(pfn: number): Table {
-    if (this.#released) throw new Error("PhysMem.makeTable() after release()");
+    const t = new Table(pfn, this.storage(), this);
+    this.tables.set(pfn, t);
+    return t;
+  }
+
+  /** Zero-filled storage for one table. */
+  private storage(): BigUint64Array {
+    if (this.#released) throw new Error("PhysMem: a table made after release()");
     let spt = this.#spareStorage.pop();
     if (spt === undefined) {
       if (this.#chunk === null || this.#chunkUsed === TABLES_PER_CHUNK) {
@@ -70,9 +90,22 @@ export class PhysMem {
     } else {
       spt.fill(0n);
     }
-    const t = new Table(pfn, spt);
-    this.tables.set(pfn, t);
-    return t;
+    return spt;
+  }
+
+  /** A copy with storage of its own for every table, live or poisoned (see Copier). */
+  [COPY](c: Copier): PhysMem {
+    const p = c.made(this, new PhysMem());
+    const copyOf = (t: Table): Table => {
+      const u = c.made(t, new Table(t.pfn, p.storage(), p));
+      u.spt.set(t.spt);
+      u.freed = t.freed;
+      u.owner = c.copy(t.owner);
+      return u;
+    };
+    for (const [pfn, t] of this.tables) p.tables.set(pfn, copyOf(t));
+    for (const [pfn, t] of this.poisoned) p.poisoned.set(pfn, copyOf(t));
+    return p;
   }
 
   /** The table in frame `pfn`, freed or not; undefined if the frame never held one. */

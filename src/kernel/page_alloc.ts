@@ -57,7 +57,8 @@ export class PageAllocator {
   readonly zeroPage: Page;
   readonly hugeZeroPage: Page;
 
-  constructor(private readonly thread: () => number = () => 0) {
+  /** `cpu.current`: the running thread, whose own range page tables come from. */
+  constructor(private readonly cpu: { readonly current: number } = { current: 0 }) {
     this.zeroPage = this.reserve(ZERO_PFN, 0);
     this.hugeZeroPage = this.reserve(HUGE_ZERO_PFN, 9);
   }
@@ -73,7 +74,7 @@ export class PageAllocator {
   /** alloc_page(): one 4K frame with refcount 1. */
   allocPage(mt: MigrateType): Page {
     if (mt === "unmovable") {
-      const t = this.thread() % UNMOVABLE_THREADS;
+      const t = this.cpu.current % UNMOVABLE_THREADS;
       const pfn = this.nextUnmovable[t] ?? UNMOVABLE_BASE + t * UNMOVABLE_STRIDE;
       this.nextUnmovable[t] = pfn + 1;
       return this.hand(pfn, 0);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // Everything that is global to one modelled host: the running thread, the allocator,
 // physical memory, and the sink for rule violations.
+import { stateless } from "../base/index.js";
 import { PhysMem } from "../hw/index.js";
 import { PageAllocator } from "./page_alloc.js";
 
@@ -22,6 +23,8 @@ export class KernelBug extends Error {
   }
 }
 
+const neverResched = stateless(() => false);
+
 export class World {
   /** The thread whose step runs now; the scheduler sets it with `runStep()`. */
   current = 0;
@@ -29,13 +32,13 @@ export class World {
   private stepsTotal = 0;
   private readonly stepsBy: number[] = [];
   readonly phys = new PhysMem();
-  readonly pages = new PageAllocator(() => this.current);
+  readonly pages = new PageAllocator(this);
   readonly findings: Finding[] = [];
   /**
    * need_resched(), asked at every voluntary scheduling point.
    * MODEL: the timer never sets it; a walk yields only when a lock it holds is contended.
    */
-  needResched: (thread: number, what: string) => boolean = () => false;
+  needResched: (thread: number, what: string) => boolean = neverResched;
   /** Called for every finding; the explorer stops an execution here. */
   onFinding: ((f: Finding) => void) | null = null;
   private nextObjId = 1 << 20;

@@ -222,7 +222,7 @@ export class Kvm {
     this.tdpMmuPagesLock = new SpinLock(w, this.lockdep, "tdp_mmu_pages_lock");
     this.rcu = new Rcu(w);
     this.mm = new Mm(w);
-    this.tracer.current = () => w.current;
+    this.tracer.cpu = w;
     this.statIds = { pages: [w.objId(), w.objId(), w.objId()], nx: w.objId() };
     this.objIds = { roots: w.objId(), invalidateSeq: w.objId(), kick: w.objId(), requests: w.objId(), obligations: w.objId(), srcu: w.objId() };
   }

@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { explore, runOnce, type Execution } from "../explore/index.js";
-import { ScenarioJsonError, makeProgram, parseScenario } from "./index.js";
+import { ScenarioJsonError, instantiate, makeProgram, parseScenario } from "./index.js";
+import { stateLines } from "./state-lines.js";
 import { leafMapping } from "../mmu/index.js";
 import { isWritablePte, spteToPfn } from "../spte/index.js";
 
@@ -165,4 +166,28 @@ test("the leak verdict is worked out once per final state and given again for th
     assert.equal(made[0]!.instance.kvm.arch.tdpMmuRoots.length, 0);
     assert.ok(made[1]!.instance.kvm.arch.tdpMmuRoots.length > 0);
   }
+});
+
+test("each execution starts from a copy of one set-up host: equal to a fresh one, sharing nothing", () => {
+  const file = path.join(root, "scenarios/seed-proof-3vcpu.json");
+  const sc = parseScenario(file, fs.readFileSync(file, "utf8"));
+  const make = makeProgram(sc);
+  const a = make();
+  const b = make();
+  const fresh = instantiate(sc);
+  const lines = (i: typeof fresh) => stateLines(i);
+  assert.deepEqual(lines(a.instance), lines(fresh));
+  assert.deepEqual(lines(b.instance), lines(fresh));
+  // Page tables of their own, in shared memory.
+  const rootA = a.instance.kvm.vcpus[0]!.root!.spt;
+  const rootB = b.instance.kvm.vcpus[0]!.root!.spt;
+  assert.notEqual(rootA, rootB);
+  assert.ok(rootA.spt.buffer instanceof SharedArrayBuffer);
+  const old = rootB.spt[0]!;
+  rootA.spt[0] = old ^ 1n;
+  assert.equal(rootB.spt[0], old);
+  assert.equal(a.instance.w.phys.table(rootA.pfn), rootA, "the copy's tables are its own host's");
+  // A run changes its copy only: the next execution starts from the same state.
+  runOnce(() => make() as unknown as Execution, { maxSteps: 50_000, choose: (e) => e[0]! });
+  assert.deepEqual(lines(make().instance), lines(fresh));
 });

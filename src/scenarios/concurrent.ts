@@ -2,7 +2,7 @@
 // Concurrent scenarios (JSON, docs/scenarios.md): a VM, a sequential setup, and threads
 // whose operations the explorer interleaves step by step, with the invariants to check.
 import { KernelBug, World, drive, type Gen, type Step } from "../kernel/index.js";
-import { EINVAL } from "../base/index.js";
+import { Copier, EINVAL } from "../base/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KvmMmuNotifier,
@@ -327,6 +327,13 @@ export interface Instance {
 
 /** Build the VM and run the setup sequentially. */
 export function instantiate(sc: ConcurrentScenario): Instance {
+  const inst = build(sc);
+  arm(inst, sc);
+  return inst;
+}
+
+/** The VM after its setup: plain state, no hooks (so it can be copied). */
+function build(sc: ConcurrentScenario): Instance {
   const w = new World();
   const kvm = kvmCreateVm(w, sc.params, new Set(sc.variants));
   kvm.tracer.on = false;
@@ -342,12 +349,16 @@ export function instantiate(sc: ConcurrentScenario): Instance {
   for (const op of sc.setup) drive(runOp(kvm, sc, op));
   kvm.checkZapPost = sc.checks.includes("zap-post");
   kvm.checkMemslot = sc.checks.includes("memslot");
+  return { kvm, w };
+}
+
+/** The checks that hook into the engine. */
+function arm({ kvm, w }: Instance, sc: ConcurrentScenario): void {
   if (sc.checks.includes("tlb"))
     kvm.mmuLock.onWriteRelease = () => {
       const p = checkTlbCoherence(kvm);
       if (p !== null) w.report("tlb", `write_unlock(mmu_lock) with a stale translation: ${p}`);
     };
-  return { kvm, w };
 }
 
 /** One operation as a generator of steps. */
@@ -462,8 +473,13 @@ export function makeProgram(sc: ConcurrentScenario): () => {
   // end in the same state (equal stateLines(), the notion of equal states the footprint
   // audit relies on) get the same verdict, so it is worked out once per final state.
   const leakVerdicts = new Map<string, { check: string; message: string } | null>();
+  // Every execution starts from a copy of one host, built and set up once: the setup is
+  // deterministic, and copying its result costs a fraction of running it again.
+  let built: Instance | null = null;
   return () => {
-    const inst = instantiate(sc);
+    built ??= build(sc);
+    const inst = new Copier().copy(built);
+    arm(inst, sc);
     const { kvm, w } = inst;
     const enabledChecks = new Set<string>(sc.checks);
     let seen = 0;

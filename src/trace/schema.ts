@@ -32,12 +32,13 @@ export interface TraceRecord {
 export class Tracer {
   on = true;
   readonly records: TraceRecord[] = [];
-  current: () => number = () => 0;
+  /** Whose events these are: the world whose `current` thread is recorded (see World). */
+  cpu: { readonly current: number } = { current: 0 };
   /** Called for each record as it is made (streaming consumers). */
   sink: ((r: TraceRecord) => void) | null = null;
 
   emit(event: TraceEvent): void {
-    const r = { thread: this.current(), event };
+    const r = { thread: this.cpu.current, event };
     this.records.push(r);
     this.sink?.(r);
   }
