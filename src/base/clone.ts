@@ -21,27 +21,54 @@ export function stateless<F extends (...args: never[]) => unknown>(f: F): F {
   return f;
 }
 
+/**
+ * Things made once per shape of object, a shape being its class and its list of own keys
+ * (as Object.keys() gives them): functions generated for that shape, whose property
+ * accesses by name each see one kind of object. A class whose instances come in more than
+ * `limit` shapes (objects used as dictionaries) gets `fallback` for the others.
+ */
+export class ShapeCache<T> {
+  private readonly byClass = new Map<unknown, { keys: readonly string[]; value: T }[]>();
+  constructor(
+    private readonly make: (keys: string[]) => T,
+    private readonly fallback: (keys: string[]) => T,
+    private readonly limit = 16,
+  ) {}
+
+  get(v: object, keys: string[]): T {
+    let list = this.byClass.get(v.constructor);
+    if (list === undefined) this.byClass.set(v.constructor, (list = []));
+    for (const e of list) if (sameKeys(e.keys, keys)) return e.value;
+    if (list.length >= this.limit) return this.fallback(keys);
+    const value = this.make(keys);
+    list.push({ keys, value });
+    return value;
+  }
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** `o.name` or `o["name"]`: an access by name in generated code. */
+export const fieldAccess = (o: string, k: string): string => (/^[A-Za-z_$][\w$]*$/.test(k) ? `${o}.${k}` : `${o}[${JSON.stringify(k)}]`);
+
 type FieldCopier = (o: object, v: object, c: Copier) => void;
 
-/** By class: the copiers made for the key lists its instances have had. */
-const copiers = new Map<unknown, { keys: string[]; make: FieldCopier }[]>();
-
 /**
- * A function that stores into `o` copies of `v`'s fields, each by its name, in order. Stores
- * under names keep V8's fast object layout however many fields a class has; stores under
- * computed keys turn objects with more than a dozen fields into hash tables, which makes
- * every later access to them slow.
+ * Per shape: a function that stores into `o` copies of `v`'s fields, each by its name, in
+ * order. Stores under names keep V8's fast object layout however many fields a class has;
+ * stores under computed keys turn objects with more than a dozen fields into hash tables,
+ * which makes every later access to them slow.
  */
-function fieldCopier(ctor: unknown, keys: string[]): FieldCopier {
-  let list = copiers.get(ctor);
-  if (list === undefined) copiers.set(ctor, (list = []));
-  for (const e of list) if (e.keys.length === keys.length && e.keys.every((k, i) => k === keys[i])) return e.make;
-  const name = (k: string): string => (/^[A-Za-z_$][\w$]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`);
-  const body = keys.map((k) => `o${name(k)} = c.copy(v${name(k)});`).join("\n");
-  const make = new Function("o", "v", "c", body) as FieldCopier;
-  list.push({ keys, make });
-  return make;
-}
+const copiers = new ShapeCache<FieldCopier>(
+  (keys) => new Function("o", "v", "c", keys.map((k) => `${fieldAccess("o", k)} = c.copy(${fieldAccess("v", k)});`).join("\n")) as FieldCopier,
+  (keys) => (o, v, c) => {
+    for (const k of keys) (o as Record<string, unknown>)[k] = c.copy((v as Record<string, unknown>)[k]);
+  },
+);
 
 export class Copier {
   /** Original to copy, for everything copied so far. */
@@ -88,7 +115,7 @@ export class Copier {
     const keys = Object.keys(v);
     const o = Object.create(proto) as object;
     this.copies.set(v, o);
-    fieldCopier(proto === null ? null : (proto as { constructor: unknown }).constructor, keys)(o, v, this);
+    copiers.get(v, keys)(o, v, this);
     if (Object.isFrozen(v)) Object.freeze(o);
     return o as T;
   }

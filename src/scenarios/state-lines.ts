@@ -3,7 +3,7 @@
 // state iff their lines are equal. Used to check that steps the explorer treats as
 // commuting really commute.
 
-import { fnv1a } from "../base/index.js";
+import { ShapeCache, fieldAccess, fnv1a } from "../base/index.js";
 
 /** Fields that record how a state was reached, not what it is. */
 const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId"]);
@@ -56,53 +56,27 @@ export function stateLines(root: object): string[] {
   return out;
 }
 
+type FieldReader = (v: object, field: (keyHash: number, x: unknown) => void) => void;
+
 /**
- * How stateDigest() reads the fields of objects with one set of own keys: a function made
- * for that key list, which loads each field by its name (so each load sees one kind of
- * object, not every kind), with the hash of the name.
+ * How stateDigest() reads the fields of objects of one shape: a function made for it, which
+ * loads each field by its name (so each load sees one kind of object, not every kind), with
+ * the hash of the name.
  */
-interface FieldReader {
-  readonly keys: readonly string[];
-  readonly read: (v: object, field: (keyHash: number, x: unknown) => void) => void;
-}
-
-/** By constructor: the readers made for the key lists its instances have had. */
-const readers = new Map<unknown, FieldReader[]>();
-
-function readerFor(v: object, keys: string[]): FieldReader {
-  let rs = readers.get(v.constructor);
-  if (rs === undefined) readers.set(v.constructor, (rs = []));
-  for (const r of rs) if (sameKeys(r.keys, keys)) return r;
-  // Objects used as dictionaries would need a reader each: those are read key by key.
-  if (rs.length >= 16) return keyByKey(keys);
-  const r = fieldReader(keys);
-  rs.push(r);
-  return r;
-}
-
-function keyByKey(keys: string[]): FieldReader {
-  return {
-    keys,
-    read: (v, field) => {
-      for (const k of keys) if (!HISTORY.has(k)) field(fnv1a(k), (v as Record<string, unknown>)[k]);
-    },
-  };
-}
-
-function fieldReader(keys: string[]): FieldReader {
-  const body = keys
-    .filter((k) => !HISTORY.has(k))
-    .map((k) => `field(${fnv1a(k)}, v[${JSON.stringify(k)}]);`)
-    .join("\n");
-  const read = new Function("v", "field", body) as FieldReader["read"];
-  return { keys, read };
-}
-
-function sameKeys(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+const readers = new ShapeCache<FieldReader>(
+  (keys) =>
+    new Function(
+      "v",
+      "field",
+      keys
+        .filter((k) => !HISTORY.has(k))
+        .map((k) => `field(${fnv1a(k)}, ${fieldAccess("v", k)});`)
+        .join("\n"),
+    ) as FieldReader,
+  (keys) => (v, field) => {
+    for (const k of keys) if (!HISTORY.has(k)) field(fnv1a(k), (v as Record<string, unknown>)[k]);
+  },
+);
 
 /**
  * A digest of the same state: equal for states with equal stateLines(), and (but for a
@@ -217,7 +191,8 @@ export function stateDigest(root: object): string {
     }
     word(T.Obj);
     // Each field in the order of Object.keys(), as stateLines() walks them.
-    readerFor(v, Object.keys(v)).read(v, field);
+    const keys = Object.keys(v);
+    readers.get(v, keys)(v, field);
     word(T.End);
   };
   const entry = (x: unknown, k: unknown): void => {
