@@ -7,6 +7,7 @@
 //   function* f() / *method()   ->  function f() / method()
 //   yield* expr                 ->  expr
 //   yield step;  (a statement)  ->  ;
+//   STEPPED      (read, not imported or exported)  ->  false, so branches on it fold away
 // Any other use of `yield` is an error: the engine may only announce steps as statements.
 // A module `x.direct.js` replaces its sibling `x.js` (the step driver).
 import fs from "node:fs";
@@ -44,6 +45,15 @@ export function strip(code, file) {
         edits.push([parent.getStart(sf), parent.end, ";"]);
         return; // the announcement and everything inside it go away
       }
+    }
+    if (
+      ts.isIdentifier(node) &&
+      node.text === "STEPPED" &&
+      !ts.isImportSpecifier(node.parent) &&
+      !ts.isExportSpecifier(node.parent) &&
+      !ts.isVariableDeclaration(node.parent)
+    ) {
+      edits.push([node.getStart(sf), node.end, "false"]);
     }
     ts.forEachChild(node, visit);
   };

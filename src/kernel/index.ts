@@ -8,6 +8,6 @@ export * from "./rcu.js";
 export * from "./atomic.js";
 export * from "./page_alloc.js";
 export * from "./mm.js";
-export { step, blockingStep, spinStep, drive, FALSE_NOW, touch, touchAll, lockQueueOf, lockReadersOf, lockWriterOf, type Gen, type Step } from "../rt/index.js";
+export { step, blockingStep, spinStep, drive, FALSE_NOW, STEPPED, touch, touchAll, lockQueueOf, lockReadersOf, lockWriterOf, type Gen, type Step } from "../rt/index.js";
 export { Table, PhysMem, SPTES_PER_TABLE, Tlb, hwTranslate, type WalkResult, type WalkerConfig, type Access } from "../hw/index.js";
 export { Tracer, type TraceEvent } from "../trace/index.js";
