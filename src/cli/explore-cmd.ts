@@ -183,7 +183,7 @@ export function exploreCommand(args: readonly string[], io: Io): number {
   for (let a = opts.next(); a !== undefined; a = opts.next()) {
     if (a === "--strategy") {
       const v = opts.value(a);
-      if (v !== "dpor" && v !== "random" && v !== "pct") throw new ExploreUsage(`explore: --strategy takes dpor|random|pct, got '${v}'`);
+      if (v !== "dpor" && v !== "races" && v !== "random" && v !== "pct") throw new ExploreUsage(`explore: --strategy takes dpor|races|random|pct, got '${v}'`);
       strategy = v;
     } else if (a === "--preemptions") {
       preemptions = opts.int(a, 0, 50);
@@ -214,7 +214,7 @@ export function exploreCommand(args: readonly string[], io: Io): number {
   }
   if (file === null) throw new ExploreUsage("explore: no scenario file given");
   if (prove && (strategy !== "dpor" || !por || pctDepthGiven))
-    throw new ExploreUsage("explore: --prove runs the partial-order search alone; it does not take --strategy random|pct, --preemptions or --pct-depth");
+    throw new ExploreUsage("explore: --prove runs the partial-order search alone; it does not take --strategy races|random|pct, --preemptions or --pct-depth");
   const sc = loadScenario(file, variants, bystanders);
   const tty = !json && process.stderr.isTTY === true;
   const t0 = performance.now();

@@ -26,7 +26,7 @@ commands:
                           run oracle scenario files in the model; print the SPTE changes
   bench --op populate|zap|clear-dirty|age|split --gib N [--bare] [--reps N] [--json]
                           ns per 4K page and table bytes per mapped page (tracing off)
-  explore SCENARIO.json [--strategy dpor|random|pct] [--preemptions N] [--pct-depth D]
+  explore SCENARIO.json [--strategy dpor|races|random|pct] [--preemptions N] [--pct-depth D]
           [--seed S] [--budget 60s] [--max-schedules N] [--max-steps N] [--variant V]...
           [--bystanders] [--prove] [--json]
                           interleave the scenario's threads and check its invariants

@@ -170,7 +170,7 @@ class ObjTable<T> {
 }
 
 /** Happens-before and race detection over one run. */
-class RaceTracker {
+export class RaceTracker {
   private readonly vc: number[][] = [];
   private readonly count: number[] = [];
   private readonly tThread: number[] = [];

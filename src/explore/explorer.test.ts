@@ -4,8 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { step, type Gen, type Step } from "../rt/index.js";
-import { BoundedSearch, decodeToken, encodeToken, explore, runOnce, shrink, type Strategy } from "./index.js";
-import { livelock, lockOrder, openWindow, racyCounter, toyExecution } from "./toys.js";
+import { blockingStep } from "../rt/index.js";
+import { BoundedSearch, RaceSearch, decodeToken, encodeToken, explore, runOnce, shrink, type Strategy } from "./index.js";
+import { livelock, lockOrder, openWindow, publishThenList, racyCounter, toyExecution } from "./toys.js";
 import type { Execution } from "./run.js";
 
 const now = (): number => 0;
@@ -43,7 +44,7 @@ test("with preemption bound 0 the racy counter is clean, and the search is compl
 });
 
 test("a lock-order inversion is reported as a deadlock", () => {
-  for (const strategy of ["dpor", "random", "pct"] as Strategy[]) {
+  for (const strategy of ["dpor", "races", "random", "pct"] as Strategy[]) {
     const r = explore(lockOrder(), { ...base, strategy });
     assert.equal(r.violation?.check, "deadlock", strategy);
     assert.match(r.violation!.message, /waits for lock/);
@@ -56,7 +57,7 @@ test("a livelock is reported as lack of progress", () => {
 });
 
 // The contract every strategy passes.
-for (const strategy of ["dpor", "random", "pct"] as Strategy[]) {
+for (const strategy of ["dpor", "races", "random", "pct"] as Strategy[]) {
   test(`contract (${strategy}): same seed, same schedule; replay gives the same run; bounds respected`, () => {
     const a = explore(racyCounter(3), { ...base, strategy, seed: 7 });
     const b = explore(racyCounter(3), { ...base, strategy, seed: 7 });
@@ -75,6 +76,66 @@ for (const strategy of ["dpor", "random", "pct"] as Strategy[]) {
     if (strategy === "dpor") assert.ok(a.preemptions <= base.preemptions);
   });
 }
+
+test("race reversals: a switch early in a stretch behind a hidden race, as cheap among bystanders as without", () => {
+  const cost = (bystanders: number): number => {
+    const s = new RaceSearch(publishThenList(bystanders), 1000);
+    for (let n = 1; n <= 200; n++) {
+      const r = s.next();
+      if (r === null) break;
+      if (r.violation !== null) {
+        assert.equal(r.violation.check, "listed-dead");
+        assert.equal(r.preemptions, 1);
+        return n;
+      }
+    }
+    return Infinity;
+  };
+  const alone = cost(0);
+  // The first run; the zapper first (no preemption: it sees nothing); the switch before the
+  // fill, where the race is (the fault has listed already); the switch one step earlier.
+  assert.equal(alone, 4);
+  assert.equal(cost(4), alone);
+  // The bounded search tries every order of the bystanders at bound 0 first.
+  const bounded = new BoundedSearch(publishThenList(4), 1000, 1, false);
+  let n = 0;
+  for (let r = bounded.next(); r !== null && r.violation === null; r = bounded.next()) n++;
+  assert.ok(n > 100, `${n}`);
+  // Clean: with no way to break it, the search runs dry and says it proved nothing.
+  const clean = explore(racyCounter(1), { ...base, strategy: "races" });
+  assert.equal(clean.violation, null);
+  assert.equal(clean.complete, false);
+  assert.match(clean.summary, /^sampled: all 1 race-reversal schedules, no violation \(not a proof\)/);
+});
+
+test("a thread that waits names whom it waits for, and the race-reversal search runs that thread next", () => {
+  // "waiter" waits until "kicked" has run; "other" could run too. Without the hint the
+  // lowest thread would be picked.
+  const program = () => {
+    let kicked = false;
+    let order = "";
+    return toyExecution(
+      [
+        {
+          name: "waiter",
+          body: function* () {
+            yield step("write", 1, "w", "kick");
+            yield blockingStep("flush", 2, "w", "wait", () => kicked, () => [2]);
+            order += "w";
+          },
+        },
+        { name: "other", body: function* () { yield step("write", 3, "w", "other"); order += "o"; } },
+        { name: "kicked", body: function* () { yield step("write", 2, "w", "leave"); kicked = true; order += "k"; } },
+      ],
+      () => ({ check: "order", message: order }),
+    );
+  };
+  const seen: (readonly number[])[] = [];
+  runOnce(program, { maxSteps: 10, choose: (e, p, _d, awaited) => (seen.push(awaited), e.includes(p) ? p : e[0]!) });
+  assert.deepEqual(seen, [[], [2], [], []]);
+  const first = new RaceSearch(program, 10).next()!;
+  assert.equal(first.violation?.message, "kwo");
+});
 
 test("property: replay tokens round-trip", () => {
   fc.assert(

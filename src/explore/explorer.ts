@@ -4,9 +4,10 @@
 // the model; the same program, seed and schedule always give the same run.
 import { fnv1a, Prng } from "../base/index.js";
 import { DporSearch } from "./dpor.js";
+import { RaceSearch } from "./races.js";
 import { StaleToken, runOnce, type Program, type RunResult, type Violation } from "./run.js";
 
-export type Strategy = "dpor" | "random" | "pct";
+export type Strategy = "dpor" | "races" | "random" | "pct";
 
 /** Schedules searched after the first violation for a shorter one at the same bound. */
 const SHRINK_SCHEDULES = 200;
@@ -61,14 +62,18 @@ const PORTFOLIO_PCT_DEPTHS = [2, 3, 4, 5, 6];
  * 1, ... up to `preemptions`, every interleaving within the bound), so a violation found has
  * the fewest preemptions.
  *
- * "dpor" with `por` (the default): three searches take turns, one schedule each, after the
- * bounded search has had the first BOUNDED_FIRST schedules to itself: the bounded search
- * up to `preemptions`; every trace with no bound, by dynamic partial-order reduction
- * (dpor.ts), which alone can prove; and PCT samples of increasing depth, which find deep
- * violations that the depth-first searches would reach only after their long tails. The
- * first violation wins; the proof is the partial-order search running out of traces.
+ * "dpor" with `por` (the default): searches take turns, one schedule each, after the
+ * bounded search has had the first BOUNDED_FIRST schedules to itself. One turn in three:
+ * every trace with no bound, by dynamic partial-order reduction (dpor.ts), which alone can
+ * prove. One in three: PCT samples of increasing depth, which find deep violations that
+ * the depth-first searches would reach only after their long tails. The third is shared
+ * by the bounded search up to `preemptions` (deepest choice point first, and shallowest
+ * first) and the race-reversal search (races.ts), which finds a violation behind a switch
+ * at a racing step among threads whose other orders do not matter. The first violation
+ * wins; the proof is the partial-order search running out of traces.
  *
- * "random" and "pct": samples only, never a proof.
+ * "races": the race-reversal search alone. "random" and "pct": samples. None of these
+ * three ever proves.
  */
 export function explore(program: Program, o: ExploreOptions): ExploreResult {
   const t0 = o.now();
@@ -106,6 +111,22 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       }
     }
     return out(null, [], 0, false, `sampled: ${schedules} ${o.strategy} schedules, no violation (not a proof)`);
+  }
+
+  if (o.strategy === "races") {
+    const search = new RaceSearch(program, o.maxSteps);
+    for (;;) {
+      if (overBudget()) return out(null, [], 0, false, `sampled: budget ran out after ${schedules} race-reversal schedules, up to ${search.level} preemption(s) (not a proof)`);
+      const next = search.next();
+      if (next === null) break;
+      const r = count(next);
+      if (schedules % 200 === 0) o.progress?.(schedules, search.level);
+      if (r.violation !== null) {
+        const at = schedules;
+        return shrunk(r, (m) => `found by race reversal after ${at} schedules${shrunkBy(r, m)}`);
+      }
+    }
+    return out(null, [], 0, false, `sampled: all ${schedules} race-reversal schedules${search.pruned ? " the queue kept" : ""}, no violation (not a proof)`);
   }
 
   if (o.prove === true) {
@@ -163,6 +184,7 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
   const shallow = new BoundedSearch(program, o.maxSteps, o.preemptions, true);
   const reduced = new DporSearch(program, o.maxSteps);
   const sampler = new Sampler(program, o.maxSteps, o.seed, PORTFOLIO_PCT_DEPTHS);
+  const reversals = new RaceSearch(program, o.maxSteps);
   const boundedDone = (): boolean => deep.done || shallow.done;
   const boundNote = (): string => {
     if (deep.all || shallow.all) return "none in all interleavings";
@@ -175,22 +197,38 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
     if (overBudget())
       return out(null, [], 0, false, `incomplete: budget ran out after ${reduced.traces} traces of the unbounded search (${boundNote()}; ${sampler.schedules} PCT samples)`);
     if (schedules % 200 === 0) o.progress?.(schedules, boundedDone() ? -1 : Math.max(deep.bound, shallow.bound));
-    // Whose turn: the bounded searches alone at first, then one turn in three each for them,
-    // the partial-order search and the sampler (one in two once the bounded searches are done).
-    const who = boundedDone() ? 1 + (turn % 2) : schedules < BOUNDED_FIRST ? 0 : turn % 3;
-    if (who === 0) {
-      const bounded = boundedTurns++ % 2 === 0 ? deep : shallow;
+    // Whose turn: the bounded searches alone at first; then one turn in three each for the
+    // partial-order search, the sampler, and the rest (the two bounded searches and the
+    // race-reversal search in turn, those that are not done).
+    let who: number;
+    if (schedules < BOUNDED_FIRST && !boundedDone()) who = boundedTurns++ % 2;
+    else if (turn % 3 === 1) who = 3;
+    else if (turn % 3 === 2) who = 4;
+    else {
+      const k = boundedTurns++ % 3;
+      who = k < 2 && !boundedDone() ? k : !reversals.done ? 2 : boundedDone() ? 3 : 0;
+    }
+    if (who === 0 || who === 1) {
+      const bounded = who === 0 ? deep : shallow;
       const next = bounded.next();
       if (next === null) continue;
       const r = count(next);
       if (r.violation !== null) return fromBounded(bounded, r);
-    } else if (who === 1) {
+    } else if (who === 3) {
       const r = reduced.next();
       if (r === null) break;
       count(r);
       if (r.violation !== null) {
         const at = reduced.schedules;
         return shrunk(r, (m) => `found by the unbounded search after ${at} of its schedules (${boundNote()})${shrunkBy(r, m)}`);
+      }
+    } else if (who === 2) {
+      const next = reversals.next();
+      if (next === null) continue;
+      const r = count(next);
+      if (r.violation !== null) {
+        const at = reversals.schedules;
+        return shrunk(r, (m) => `found by race reversal ${at} of the default search, ${r.preemptions} preemption(s) (${boundNote()})${shrunkBy(r, m)}`);
       }
     } else {
       const depth = sampler.depth;

@@ -3,3 +3,4 @@ export * from "./run.js";
 export * from "./explorer.js";
 export * from "./dpor.js";
 export * from "./audit.js";
+export * from "./races.js";

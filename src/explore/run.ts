@@ -70,9 +70,10 @@ export interface RunOptions {
   readonly maxSteps: number;
   /**
    * Pick a thread among `enabled`; `prev` ran the last step (-1 at the start). -1 stops the
-   * run here (it is reported with `cut`).
+   * run here (it is reported with `cut`). When `prev` cannot go on and its step names the
+   * threads it waits for, `awaited` holds those of them that can run (else it is empty).
    */
-  readonly choose: (enabled: readonly number[], prev: number, depth: number) => number;
+  readonly choose: (enabled: readonly number[], prev: number, depth: number, awaited: readonly number[]) => number;
   readonly observe?: (r: StepRecord) => void;
   /**
    * After each step, with what it touched beyond its announced object (pairs of object and
@@ -85,6 +86,8 @@ export interface RunOptions {
   /** Called with the execution when the chooser stops the run. */
   readonly atCut?: (ex: Execution) => void;
 }
+
+const NONE: readonly number[] = [];
 
 /** Run one execution to the end, a violation, or the step bound. */
 export function runOnce(program: Program, opts: RunOptions): RunResult {
@@ -170,7 +173,12 @@ function run(ex: Execution, opts: RunOptions): RunResult {
       return fail({ check: "deadlock", message: `no thread can run: ${waits.join("; ")}` });
     }
     if (schedule.length >= opts.maxSteps) return fail({ check: "progress", message: `still running after ${opts.maxSteps} steps` });
-    const t = opts.choose(enabled, prev, schedule.length);
+    let awaited: readonly number[] = NONE;
+    if (prev >= 0) {
+      const w = pending[prev]?.waitsFor;
+      if (w !== undefined && !enabled.includes(prev)) awaited = w().filter((u) => enabled.includes(u));
+    }
+    const t = opts.choose(enabled, prev, schedule.length, awaited);
     if (t === -1) {
       opts.atCut?.(ex);
       return { schedule, steps: schedule.length, violation: null, preemptions, choices, cut: true };

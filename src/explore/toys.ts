@@ -103,6 +103,57 @@ export function openWindow(n: number): Program {
   };
 }
 
+/**
+ * The shape of a publish-then-fill race with `bystanders` unrelated threads. "fault"
+ * publishes a table, lists it, then fills it; "zapper" tears down what it finds published:
+ * it clears the fill and unlists the table. If the zapper runs between publish and list,
+ * the fault lists a table already torn down ("listed-dead"). In the run where the fault
+ * goes first, the zapper's first conflict is with the fill, which hides the one with the
+ * listing. Each bystander writes its own words and bumps a shared statistic (updates that
+ * commute), so it races with nobody.
+ */
+export function publishThenList(bystanders: number, work = 8): Program {
+  return () => {
+    let published = false;
+    let listed = false;
+    let dead = false;
+    const threads: Execution["threads"][number][] = [
+      {
+        name: "fault",
+        body: function* () {
+          yield step("write", 40, "w", "publish");
+          published = true;
+          yield step("write", 41, "w", "list");
+          listed = true;
+          yield step("write", 42, "w", "fill");
+        },
+      },
+      {
+        name: "zapper",
+        body: function* () {
+          yield step("read", 40, "r", "look");
+          if (!published) return;
+          yield step("write", 42, "w", "clear the fill");
+          yield step("write", 41, "w", "unlist");
+          dead = true;
+          listed = false;
+        },
+      },
+    ];
+    for (let b = 0; b < bystanders; b++)
+      threads.push({
+        name: `bystander${b}`,
+        body: function* () {
+          for (let i = 0; i < work; i++) {
+            yield step("write", 100 + b, "w", "own work");
+            yield step("rmw", 99, "a", "stat++");
+          }
+        },
+      });
+    return toyExecution(threads, () => (listed && dead ? { check: "listed-dead", message: "the fault listed a table the zapper tore down" } : null));
+  };
+}
+
 export function toyExecution(threads: Execution["threads"], atEnd: () => { check: string; message: string } | null): Execution {
   return { threads, setCurrent: () => {}, afterStep: () => null, atEnd, classify: () => null };
 }

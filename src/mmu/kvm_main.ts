@@ -56,7 +56,14 @@ function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
   kvm.kicksPending++;
   // The kicker is fixed now: the scheduler evaluates the wait while another thread is current.
   const me = kvm.w.current;
-  yield blockingStep("flush", kvm.objIds.kick, "w", `${label}: wait for vCPUs to leave guest mode`, () => noVcpuInGuestMode(kvm, me));
+  yield blockingStep(
+    "flush",
+    kvm.objIds.kick,
+    "w",
+    `${label}: wait for vCPUs to leave guest mode`,
+    () => noVcpuInGuestMode(kvm, me),
+    () => vcpuThreadsInGuestMode(kvm, me),
+  );
   for (const v of kvm.vcpus) touch(objOf.vcpuMode(v.vcpuId), "r");
   touch(kvm.objIds.kick, "w");
   kvm.kicksPending--;
@@ -66,6 +73,13 @@ function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
 function noVcpuInGuestMode(kvm: Kvm, kicker: number): boolean {
   for (const v of kvm.vcpus) if (v.inGuestMode && v.runningThread !== kicker) return false;
   return true;
+}
+
+/** The threads running the vCPUs that a kick-and-wait by `kicker` waits for. */
+function vcpuThreadsInGuestMode(kvm: Kvm, kicker: number): number[] {
+  const out: number[] = [];
+  for (const v of kvm.vcpus) if (v.inGuestMode && v.runningThread !== kicker && v.runningThread >= 0) out.push(v.runningThread);
+  return out;
 }
 
 /** kvm_arch_flush_remote_tlbs_memslot() */

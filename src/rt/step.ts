@@ -33,6 +33,11 @@ export interface Step {
    * being waited for.
    */
   readonly spin?: boolean;
+  /**
+   * While the step cannot run: the threads whose steps will let it (the vCPUs a flush waits
+   * for). A hint for schedulers that run the awaited thread next, as the kernel's kick does.
+   */
+  readonly waitsFor?: () => readonly number[];
   /** Where the step was announced (only when `stepDebug.capture` is on: replays for reports). */
   readonly stack?: string;
 }
@@ -54,9 +59,10 @@ export function blockingStep(
   mode: AccessMode,
   label: string,
   enabled: () => boolean,
+  waitsFor?: () => readonly number[],
 ): Step {
-  if (stepDebug.capture) return { kind, obj, mode, label, enabled, stack: new Error().stack ?? "" };
-  return { kind, obj, mode, label, enabled };
+  const s: Step = waitsFor === undefined ? { kind, obj, mode, label, enabled } : { kind, obj, mode, label, enabled, waitsFor };
+  return stepDebug.capture ? { ...s, stack: new Error().stack ?? "" } : s;
 }
 
 /** A spin point: see Step.spin. */

@@ -179,7 +179,7 @@ for (const [scenario, variant, check] of unbounded) {
 // Every variant and present bug again, among bystanders (a vCPU faulting in another memslot,
 // a thread aging it and one harvesting its dirty log): found at a pinned seed or bound, clean
 // on a sample without it.
-type Hunt = { pct: [depth: number, seed: number] } | { bound: number };
+type Hunt = { pct: [depth: number, seed: number] } | { bound: number } | { races: true };
 const crowded: [scenario: string, variant: string | null, check: string, hunt: Hunt][] = [
   ["seed-notifier-vs-fault", "zap-under-read-lock", "zap-post", { pct: [3, 1] }],
   ["fast-zap-defers-root-teardown", "fast-zap-defers-root-teardown", "memslot", { pct: [3, 1] }],
@@ -198,6 +198,10 @@ const crowded: [scenario: string, variant: string | null, check: string, hunt: H
   ["wrprot-skips-mmu-writable", "wrprot-skips-mmu-writable", "write-track", { pct: [3, 1] }],
   ["notifier-skips-invalid-roots", "notifier-skips-invalid-roots", "zap-post", { pct: [3, 1] }],
   ["notifier-unmap-unsafe-root-iter", "notifier-unmap-unsafe-root-iter", "rcu", { pct: [3, 1] }],
+  // One preemption, at the step after the fault published its table, and one choice among
+  // the threads the bystanders add (the zapper's flush waits for the bystander vCPU; NX
+  // recovery must not queue for mmu_lock before the fault's retry): the race-reversal search.
+  ["nx-recovery-flush-overwritten", "nx-recovery-flush-overwritten", "tlb", { races: true }],
   ["sp-list-link-after-publish", null, "sp-lists", { pct: [3, 3] }],
   ["clear-dirty-retry-nonleaf", null, "transitions", { pct: [3, 1] }],
 ];
@@ -208,10 +212,13 @@ for (const [scenario, variant, check, hunt] of crowded) {
   test(`bystanders: ${bug} is found on ${scenario} with unrelated threads, and it is clean without`, () => {
     const load = (v: string[]) => makeProgram(parseScenario(file, text, v)) as unknown as () => Execution;
     const common = { preemptions: 0, por: false, seed: 1, maxSchedules: 1500, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0 };
+    const program = load(variant === null ? [] : [variant]);
     const r =
       "pct" in hunt
-        ? explore(load(variant === null ? [] : [variant]), { ...common, strategy: "pct", pctDepth: hunt.pct[0], seed: hunt.pct[1] })
-        : explore(load(variant === null ? [] : [variant]), { ...common, strategy: "dpor", preemptions: hunt.bound });
+        ? explore(program, { ...common, strategy: "pct", pctDepth: hunt.pct[0], seed: hunt.pct[1] })
+        : "races" in hunt
+          ? explore(program, { ...common, strategy: "races", maxSchedules: 400 })
+          : explore(program, { ...common, strategy: "dpor", preemptions: hunt.bound });
     assert.equal(r.violation?.check, check, r.violation?.message ?? r.summary);
     const fix = variant === null ? [`fix-${scenario}`] : [];
     const clean = explore(load(fix), { ...common, strategy: "pct", maxSchedules: full ? 1000 : 60, pctDepth: 3 });

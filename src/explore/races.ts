@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Search by race reversals, fewest preemptions first.
+//
+// The first run lets each thread go on while it can. Every run is watched for races as the
+// partial-order search watches them (dpor.ts): two dependent transitions of different
+// threads with nothing ordering them in between. Each race gives new schedules to try: the
+// run's choices up to the earlier transition, then a thread that starts the reversed order
+// there, or at any earlier step of the same stretch of the earlier thread (a race seen late
+// in a stretch often hides one earlier in it: a fault that published a table and then
+// filled it races with a zapper on the fill, and only switching before the fill shows what
+// the zapper does to a table it was never meant to see); after that, again each thread
+// going on while it can, or when it cannot, the thread it waits for.
+//
+// The schedules wait in buckets by their number of preemptions; bucket b gets one turn in
+// 2^(b+1), so the deeper ones are never starved, and each bucket is first in, first out.
+// Against the preemption-bounded search, this tries only the switches that change what
+// some step sees: among threads that touch nothing in common (a vCPU faulting in a memslot
+// of its own, an ager of other pages) the order costs nothing, where the bounded search
+// tries every order of them at every bound. It proves nothing: runs may repeat orders the
+// others ran, and the queue is capped.
+import { RaceTracker, footprintOf } from "./dpor.js";
+import { runOnce, type Program, type RunResult } from "./run.js";
+
+/** A schedule to try: the first `at` choices of the run `from`, then `thread`. */
+interface Reversal {
+  readonly from: readonly number[];
+  readonly at: number;
+  readonly thread: number;
+}
+
+/** Reversals with the same number of preemptions, first in first out. */
+interface Bucket {
+  items: (Reversal | undefined)[];
+  head: number;
+}
+
+export class RaceSearch {
+  /** The preemptions of the schedule run last. */
+  level = 0;
+  schedules = 0;
+  /** True once no schedule is left to try. */
+  done = false;
+  /** Whether some reversal was dropped because the queue was full. */
+  pruned = false;
+  private readonly buckets: Bucket[] = [];
+  private queued = 0;
+  private turn = 0;
+  private started = false;
+  /** Schedule prefixes already queued or run (see prefixKey()). */
+  private readonly seen = new Set<number>();
+
+  constructor(
+    private readonly program: Program,
+    private readonly maxSteps: number,
+    /** At most this many reversals wait. */
+    private readonly maxQueued = 200_000,
+  ) {}
+
+  next(): RunResult | null {
+    if (this.done) return null;
+    let prefix: number[] = [];
+    if (this.started) {
+      const rev = this.take();
+      if (rev === null) {
+        this.done = true;
+        return null;
+      }
+      prefix = rev.from.slice(0, rev.at);
+      prefix.push(rev.thread);
+    }
+    this.started = true;
+
+    const races = new RaceTracker();
+    const found: number[] = [];
+    const enabledAt: (readonly number[])[] = [];
+    const schedule: number[] = [];
+    // Reversals at each race, then at the earlier steps of its stretch: (position, thread).
+    const exact: number[] = [];
+    const earlier: number[] = [];
+    // Where the stretch of its thread that holds each step began; per stretch and thread to
+    // switch to (start * 1024 + thread), the last race in it.
+    const stretchAt: number[] = [];
+    const reach = new Map<number, number>();
+    let depth = 0;
+    const r = runOnce(this.program, {
+      maxSteps: this.maxSteps,
+      choose: (enabled, prev, d, awaited) => {
+        enabledAt[d] = enabled;
+        const t = d < prefix.length ? prefix[d]! : enabled.includes(prev) ? prev : (awaited[0] ?? enabled[0]!);
+        schedule[d] = t;
+        stretchAt[d] = d > 0 && schedule[d - 1] === t ? stretchAt[d - 1]! : d;
+        return t;
+      },
+      footprint: (p, s, objs, all, lockQueued) => {
+        const f = footprintOf(s, objs, all, lockQueued);
+        const d = depth++;
+        found.length = 0;
+        races.add(d, p, f, s.enabled !== undefined || s.spin === true, found);
+        for (const i of found) {
+          const initials = races.initials(i, d);
+          const q = initials.includes(p) ? p : initials[0]!;
+          const enabled = enabledAt[i]!;
+          if (!enabled.includes(q)) {
+            for (const u of enabled) exact.push(i, u);
+            continue;
+          }
+          exact.push(i, q);
+          // The stretch's earlier steps are expanded once, after the run, up to its last race.
+          const key = stretchAt[i]! * 1024 + q;
+          if (q < 1024 && (reach.get(key) ?? -1) < i) reach.set(key, i);
+        }
+      },
+    });
+    for (const [key, i] of reach) {
+      const q = key % 1024;
+      for (let j = i - 1, start = (key - q) / 1024; j >= start; j--) if (enabledAt[j]!.includes(q)) earlier.push(j, q);
+    }
+    this.schedules++;
+    this.level = r.preemptions;
+    if (r.violation === null) {
+      for (let k = 0; k < earlier.length; k++) exact.push(earlier[k]!);
+      this.queue(r, prefix.length, exact);
+    }
+    return r;
+  }
+
+  /** The next reversal: bucket b has one turn in 2^(b+1), else the lowest non-empty one. */
+  private take(): Reversal | null {
+    const t = ++this.turn;
+    const want = 31 - Math.clz32(t & -t);
+    let pick: Bucket | null = null;
+    for (let b = 0; b < this.buckets.length; b++) {
+      const k = this.buckets[b]!;
+      if (k.head === k.items.length) continue;
+      if (pick === null || b <= want) pick = k;
+      if (b >= want) break;
+    }
+    if (pick === null) return null;
+    const rev = pick.items[pick.head]!;
+    pick.items[pick.head++] = undefined;
+    if (pick.head > 1024 && pick.head * 2 > pick.items.length) {
+      pick.items.splice(0, pick.head);
+      pick.head = 0;
+    }
+    this.queued--;
+    return rev;
+  }
+
+  /**
+   * Queue a run's reversals, fewest preemptions first, leaving out those whose schedule was
+   * queued before or that some run already followed: a run's choices after its forced
+   * prefix are each the choice a reversal to that thread there would make.
+   */
+  private queue(r: RunResult, forced: number, reversals: readonly number[]): void {
+    const schedule = r.schedule;
+    // Hashes of the schedule's prefixes and the preemptions before each step.
+    const n = schedule.length;
+    const h1 = new Int32Array(n + 1);
+    const h2 = new Int32Array(n + 1);
+    const pre = new Int32Array(n + 1);
+    let a = 0x811c9dc5 | 0;
+    let b = 0x2545f491;
+    let p = 0;
+    for (let i = 0; i < n; i++) {
+      h1[i] = a;
+      h2[i] = b;
+      pre[i] = p;
+      const t = schedule[i]!;
+      if (i >= forced - 1) this.seen.add(prefixKey(a, b, i, t));
+      if (preempts(r, i, t)) p++;
+      a = Math.imul(a ^ t, 0x01000193);
+      b = Math.imul(b ^ (t + 0x9e37), 0x85ebca6b) ^ (b >>> 13);
+    }
+    for (let k = 0; k < reversals.length; k += 2) {
+      const i = reversals[k]!;
+      const q = reversals[k + 1]!;
+      const key = prefixKey(h1[i]!, h2[i]!, i, q);
+      if (this.seen.has(key)) continue;
+      if (this.queued >= this.maxQueued) {
+        this.pruned = true;
+        return;
+      }
+      this.seen.add(key);
+      const cost = pre[i]! + (preempts(r, i, q) ? 1 : 0);
+      while (this.buckets.length <= cost) this.buckets.push({ items: [], head: 0 });
+      this.buckets[cost]!.items.push({ from: schedule, at: i, thread: q });
+      this.queued++;
+    }
+  }
+}
+
+/**
+ * A 53-bit key for the schedule prefix of `i` choices hashed to (h1, h2), then thread `q`.
+ * Two prefixes share one with a chance of about 2^-53: the search would then skip one.
+ */
+function prefixKey(h1: number, h2: number, i: number, q: number): number {
+  const lo = (h1 ^ Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(q + 1, 0x7feb352d)) >>> 0;
+  const hi = (h2 ^ Math.imul(q + 1, 0x846ca68b) ^ i) & 0x1fffff;
+  return hi * 4294967296 + lo;
+}
+
+/** Is running `t` at step `i` of run `r` a preemption (as the bounded search counts them)? */
+function preempts(r: RunResult, i: number, t: number): boolean {
+  const c = r.choices[i]!;
+  return c.prev >= 0 && t !== c.prev && c.enabled.includes(c.prev) && !c.yielded;
+}
