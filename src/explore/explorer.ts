@@ -68,8 +68,9 @@ const PORTFOLIO_PCT_DEPTHS = [2, 3, 4, 5, 6];
  * prove. One in three: PCT samples of increasing depth, which find deep violations that
  * the depth-first searches would reach only after their long tails. The third is shared
  * by the bounded search up to `preemptions` (deepest choice point first, and shallowest
- * first) and the race-reversal search (races.ts), which finds a violation behind a switch
- * at a racing step among threads whose other orders do not matter. The first violation
+ * first; two turns in five each) and the race-reversal search (races.ts; one in five),
+ * which finds a violation behind a switch at a racing step among threads whose other
+ * orders do not matter. The first violation
  * wins; the proof is the partial-order search running out of traces.
  *
  * "races": the race-reversal search alone. "random" and "pct": samples. None of these
@@ -198,15 +199,16 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
       return out(null, [], 0, false, `incomplete: budget ran out after ${reduced.traces} traces of the unbounded search (${boundNote()}; ${sampler.schedules} PCT samples)`);
     if (schedules % 200 === 0) o.progress?.(schedules, boundedDone() ? -1 : Math.max(deep.bound, shallow.bound));
     // Whose turn: the bounded searches alone at first; then one turn in three each for the
-    // partial-order search, the sampler, and the rest (the two bounded searches and the
-    // race-reversal search in turn, those that are not done).
+    // partial-order search, the sampler, and the rest (the two bounded searches two turns in
+    // five each, the race-reversal search one; those that are done drop out).
     let who: number;
     if (schedules < BOUNDED_FIRST && !boundedDone()) who = boundedTurns++ % 2;
     else if (turn % 3 === 1) who = 3;
     else if (turn % 3 === 2) who = 4;
     else {
-      const k = boundedTurns++ % 3;
-      who = k < 2 && !boundedDone() ? k : !reversals.done ? 2 : boundedDone() ? 3 : 0;
+      // A race-reversal run costs about three others (it tracks every step for races).
+      const k = boundedTurns++ % 5;
+      who = k < 4 && !boundedDone() ? k % 2 : !reversals.done ? 2 : boundedDone() ? 3 : 0;
     }
     if (who === 0 || who === 1) {
       const bounded = who === 0 ? deep : shallow;

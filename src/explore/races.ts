@@ -46,8 +46,8 @@ export class RaceSearch {
   private queued = 0;
   private turn = 0;
   private started = false;
-  /** Schedule prefixes already queued or run (see prefixKey()). */
-  private readonly seen = new Set<number>();
+  /** Schedule prefixes already queued or run. */
+  private readonly seen = new PrefixSet();
 
   constructor(
     private readonly program: Program,
@@ -166,7 +166,7 @@ export class RaceSearch {
       h2[i] = b;
       pre[i] = p;
       const t = schedule[i]!;
-      if (i >= forced - 1) this.seen.add(prefixKey(a, b, i, t));
+      if (i >= forced - 1) this.seen.add(a, b, i, t);
       if (preempts(r, i, t)) p++;
       a = Math.imul(a ^ t, 0x01000193);
       b = Math.imul(b ^ (t + 0x9e37), 0x85ebca6b) ^ (b >>> 13);
@@ -174,13 +174,11 @@ export class RaceSearch {
     for (let k = 0; k < reversals.length; k += 2) {
       const i = reversals[k]!;
       const q = reversals[k + 1]!;
-      const key = prefixKey(h1[i]!, h2[i]!, i, q);
-      if (this.seen.has(key)) continue;
       if (this.queued >= this.maxQueued) {
         this.pruned = true;
         return;
       }
-      this.seen.add(key);
+      if (!this.seen.add(h1[i]!, h2[i]!, i, q)) continue;
       const cost = pre[i]! + (preempts(r, i, q) ? 1 : 0);
       while (this.buckets.length <= cost) this.buckets.push({ items: [], head: 0 });
       this.buckets[cost]!.items.push({ from: schedule, at: i, thread: q });
@@ -190,13 +188,47 @@ export class RaceSearch {
 }
 
 /**
- * A 53-bit key for the schedule prefix of `i` choices hashed to (h1, h2), then thread `q`.
- * Two prefixes share one with a chance of about 2^-53: the search would then skip one.
+ * A set of schedule prefixes, each a pair of 32-bit words mixed from the hashes of its first
+ * `i` choices, `i` and the thread that comes next (open addressing, no allocation per key).
+ * Two prefixes share a key with a chance of about 2^-64: the search would then skip one.
  */
-function prefixKey(h1: number, h2: number, i: number, q: number): number {
-  const lo = (h1 ^ Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(q + 1, 0x7feb352d)) >>> 0;
-  const hi = (h2 ^ Math.imul(q + 1, 0x846ca68b) ^ i) & 0x1fffff;
-  return hi * 4294967296 + lo;
+class PrefixSet {
+  private lo = new Int32Array(1 << 12);
+  private hi = new Int32Array(1 << 12);
+  private size = 0;
+
+  /** Add the key; false if it was there already. */
+  add(h1: number, h2: number, i: number, q: number): boolean {
+    const lo = h1 ^ Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(q + 1, 0x7feb352d);
+    // Never 0: a zero high word marks an empty slot.
+    const hi = (h2 ^ Math.imul(q + 1, 0x846ca68b) ^ Math.imul(i, 0x2545f491)) | 1;
+    const mask = this.lo.length - 1;
+    let k = Math.imul(lo ^ (hi >>> 15), 0x85ebca6b) & mask;
+    for (;;) {
+      const h = this.hi[k]!;
+      if (h === 0) break;
+      if (h === hi && this.lo[k] === lo) return false;
+      k = (k + 1) & mask;
+    }
+    this.lo[k] = lo;
+    this.hi[k] = hi;
+    if (++this.size * 2 > this.lo.length) this.grow();
+    return true;
+  }
+
+  private grow(): void {
+    const { lo, hi } = this;
+    this.lo = new Int32Array(lo.length * 2);
+    this.hi = new Int32Array(hi.length * 2);
+    const mask = this.lo.length - 1;
+    for (let j = 0; j < lo.length; j++) {
+      if (hi[j] === 0) continue;
+      let k = Math.imul(lo[j]! ^ (hi[j]! >>> 15), 0x85ebca6b) & mask;
+      while (this.hi[k] !== 0) k = (k + 1) & mask;
+      this.lo[k] = lo[j]!;
+      this.hi[k] = hi[j]!;
+    }
+  }
 }
 
 /** Is running `t` at step `i` of run `r` a preemption (as the bounded search counts them)? */
