@@ -291,6 +291,11 @@ export class RaceTracker {
     this.records(d, p, f);
   }
 
+  /** Transitions recorded. */
+  get length(): number {
+    return this.tThread.length;
+  }
+
   /**
    * Forget every transition from `from` on: the next run replays the first `from` of this
    * one (the same steps, by determinism) and goes on differently.

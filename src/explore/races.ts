@@ -48,6 +48,14 @@ export class RaceSearch {
   private started = false;
   /** Schedule prefixes already queued or run. */
   private readonly seen = new PrefixSet();
+  /**
+   * The previous run, as the race tracker holds it: its choices, the threads that could run
+   * at each step, and where the stretch of its thread that holds each step began.
+   */
+  private readonly races = new RaceTracker();
+  private readonly last: number[] = [];
+  private readonly enabledAt: (readonly number[])[] = [];
+  private readonly stretchAt: number[] = [];
 
   constructor(
     private readonly program: Program,
@@ -70,20 +78,29 @@ export class RaceSearch {
     }
     this.started = true;
 
-    const races = new RaceTracker();
+    // The run replays its prefix; where that is also the start of the previous run, the race
+    // tracker keeps what it learned of it, and only the rest is tracked again (the races
+    // within it were queued by that run).
+    const races = this.races;
+    const schedule = this.last;
+    const enabledAt = this.enabledAt;
+    const stretchAt = this.stretchAt;
+    let common = 0;
+    const same = Math.min(prefix.length, schedule.length, races.length);
+    while (common < same && prefix[common] === schedule[common]) common++;
+    races.truncate(common);
+    schedule.length = enabledAt.length = stretchAt.length = common;
     const found: number[] = [];
-    const enabledAt: (readonly number[])[] = [];
-    const schedule: number[] = [];
     // Reversals at each race, then at the earlier steps of its stretch: (position, thread).
     const exact: number[] = [];
     const earlier: number[] = [];
-    // Where the stretch of its thread that holds each step began; per stretch and thread to
-    // switch to (start * 1024 + thread), the last race in it.
-    const stretchAt: number[] = [];
+    // Per stretch of one thread's steps and thread to switch to (start * 1024 + thread), the
+    // last race in it.
     const reach = new Map<number, number>();
-    let depth = 0;
+    let depth = common;
     const r = runOnce(this.program, {
       maxSteps: this.maxSteps,
+      footprintFrom: common,
       choose: (enabled, prev, d, awaited) => {
         enabledAt[d] = enabled;
         const t = d < prefix.length ? prefix[d]! : enabled.includes(prev) ? prev : (awaited[0] ?? enabled[0]!);
@@ -148,8 +165,9 @@ export class RaceSearch {
 
   /**
    * Queue a run's reversals, fewest preemptions first, leaving out those whose schedule was
-   * queued before or that some run already followed: a run's choices after its forced
-   * prefix are each the choice a reversal to that thread there would make.
+   * queued before or that some run already followed: a run's choice at a racing step after
+   * its forced prefix is the one a reversal to that thread there would make (another run's
+   * race at the same step often asks for it).
    */
   private queue(r: RunResult, forced: number, reversals: readonly number[]): void {
     const schedule = r.schedule;
@@ -166,7 +184,6 @@ export class RaceSearch {
       h2[i] = b;
       pre[i] = p;
       const t = schedule[i]!;
-      if (i >= forced - 1) this.seen.add(a, b, i, t);
       if (preempts(r, i, t)) p++;
       a = Math.imul(a ^ t, 0x01000193);
       b = Math.imul(b ^ (t + 0x9e37), 0x85ebca6b) ^ (b >>> 13);
@@ -178,6 +195,7 @@ export class RaceSearch {
         this.pruned = true;
         return;
       }
+      if (i >= forced - 1) this.seen.add(h1[i]!, h2[i]!, i, schedule[i]!);
       if (!this.seen.add(h1[i]!, h2[i]!, i, q)) continue;
       const cost = pre[i]! + (preempts(r, i, q) ? 1 : 0);
       while (this.buckets.length <= cost) this.buckets.push({ items: [], head: 0 });
