@@ -117,7 +117,7 @@ export function explore(program: Program, o: ExploreOptions): ExploreResult {
   if (o.strategy === "races") {
     const search = new RaceSearch(program, o.maxSteps);
     for (;;) {
-      if (overBudget()) return out(null, [], 0, false, `sampled: budget ran out after ${schedules} race-reversal schedules, up to ${search.level} preemption(s) (not a proof)`);
+      if (overBudget()) return out(null, [], 0, false, `sampled: budget ran out after ${schedules} race-reversal schedules, with up to ${search.level} preemption(s) (not a proof)`);
       const next = search.next();
       if (next === null) break;
       const r = count(next);

@@ -35,7 +35,7 @@ interface Bucket {
 }
 
 export class RaceSearch {
-  /** The preemptions of the schedule run last. */
+  /** The most preemptions of any schedule run so far. */
   level = 0;
   schedules = 0;
   /** True once no schedule is left to try. */
@@ -133,7 +133,7 @@ export class RaceSearch {
       for (let j = i - 1, start = (key - q) / 1024; j >= start; j--) if (enabledAt[j]!.includes(q)) earlier.push(j, q);
     }
     this.schedules++;
-    this.level = r.preemptions;
+    this.level = Math.max(this.level, r.preemptions);
     if (r.violation === null) {
       for (let k = 0; k < earlier.length; k++) exact.push(earlier[k]!);
       this.queue(r, prefix.length, exact);
