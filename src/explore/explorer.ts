@@ -70,8 +70,8 @@ const PORTFOLIO_PCT_DEPTHS = [2, 3, 4, 5, 6];
  * by the bounded search up to `preemptions` (deepest choice point first, and shallowest
  * first; two turns in five each) and the race-reversal search (races.ts; one in five),
  * which finds a violation behind a switch at a racing step among threads whose other
- * orders do not matter. The first violation
- * wins; the proof is the partial-order search running out of traces.
+ * orders do not matter. The first violation wins; the proof is the partial-order search
+ * running out of traces.
  *
  * "races": the race-reversal search alone. "random" and "pct": samples. None of these
  * three ever proves.

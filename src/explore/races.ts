@@ -141,7 +141,10 @@ export class RaceSearch {
     return r;
   }
 
-  /** The next reversal: bucket b has one turn in 2^(b+1), else the lowest non-empty one. */
+  /**
+   * The next reversal: bucket b has one turn in 2^(b+1); an empty bucket's turn goes to the
+   * nearest non-empty one below it, or else to the lowest non-empty one.
+   */
   private take(): Reversal | null {
     const t = ++this.turn;
     const want = 31 - Math.clz32(t & -t);
