@@ -3,6 +3,12 @@
 // Commands that interleave threads need the generator build; everything else runs the
 // direct build, where the step announcements are stripped.
 const cmd = process.argv[2];
+// A reader that stops early (`tdpmmu replay ... | head`) is not an error.
+for (const stream of [process.stdout, process.stderr])
+  stream.on("error", (e) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw e;
+  });
 const stepped = cmd === "explore" || cmd === "replay" || cmd === "seed-demo" || cmd === "audit";
 const { main } = await import(stepped ? "../dist/gen/cli/main.js" : "../dist/direct/cli/main.js");
 process.exitCode = main(process.argv.slice(2), {
