@@ -8,8 +8,11 @@
 // there, or at any earlier step of the same stretch of the earlier thread (a race seen late
 // in a stretch often hides one earlier in it: a fault that published a table and then
 // filled it races with a zapper on the fill, and only switching before the fill shows what
-// the zapper does to a table it was never meant to see); after that, again each thread
-// going on while it can, or when it cannot, the thread it waits for.
+// the zapper does to a table it was never meant to see). After that, each thread goes on
+// while it can; when it cannot, the thread it waits for runs, if it names one, or else
+// the lowest-numbered thread, except one switched out at a voluntary scheduling point
+// (cond_resched()): that one waits until nothing else can run, as a thread that yielded
+// its lock waits behind the others that want it.
 //
 // The schedules wait in buckets by their number of preemptions; bucket b gets one turn in
 // 2^(b+1), so the deeper ones are never starved, and each bucket is first in, first out.
@@ -98,15 +101,38 @@ export class RaceSearch {
     // last race in it.
     const reach = new Map<number, number>();
     let depth = common;
+    // Whether the last step was a voluntary scheduling point (cond_resched()), and the threads
+    // switched out at one.
+    let yielded = false;
+    const deferred = new Set<number>();
     const r = runOnce(this.program, {
       maxSteps: this.maxSteps,
       footprintFrom: common,
       choose: (enabled, prev, d, awaited) => {
         enabledAt[d] = enabled;
-        const t = d < prefix.length ? prefix[d]! : enabled.includes(prev) ? prev : (awaited[0] ?? enabled[0]!);
+        let t: number;
+        if (d < prefix.length) t = prefix[d]!;
+        else if (enabled.includes(prev)) t = prev;
+        else if (awaited.length > 0) t = awaited[0]!;
+        else {
+          t = enabled[0]!;
+          for (const u of enabled)
+            if (!deferred.has(u)) {
+              t = u;
+              break;
+            }
+        }
+        // A thread switched out at a voluntary scheduling point waits until it is the only
+        // one that can run, or a reversal picks it.
+        if (yielded && t !== prev && enabled.includes(prev)) deferred.add(prev);
+        deferred.delete(t);
         schedule[d] = t;
         stretchAt[d] = d > 0 && schedule[d - 1] === t ? stretchAt[d - 1]! : d;
         return t;
+      },
+      observe: (rec) => {
+        const s = rec.step;
+        yielded = s.kind === "sched" && s.spin !== true && s.enabled === undefined;
       },
       footprint: (p, s, objs, all, lockQueued) => {
         const f = footprintOf(s, objs, all, lockQueued);
