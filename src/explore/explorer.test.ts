@@ -137,6 +137,41 @@ test("a thread that waits names whom it waits for, and the race-reversal search 
   assert.equal(first.violation?.message, "kwo");
 });
 
+test("race reversals: a thread switched out at its voluntary scheduling point waits until nothing else can run", () => {
+  // "yielder" passes cond_resched() and then looks at what "b" writes; "c" can start only
+  // after "b". The violation: "c" finished before "yielder" looked. Reversing the race on
+  // what "b" writes switches "yielder" out right after its scheduling point (free); then
+  // "c" must run before it.
+  const program = () => {
+    let bDone = false;
+    let cDone = false;
+    let saw = false;
+    return toyExecution(
+      [
+        {
+          name: "yielder",
+          body: function* () {
+            yield step("write", 50, "w", "work");
+            yield step("sched", 52, "r", "cond_resched()");
+            yield step("read", 60, "r", "look");
+            saw = cDone;
+          },
+        },
+        { name: "b", body: function* () { yield step("write", 60, "w", "b"); bDone = true; } },
+        { name: "c", body: function* () { yield blockingStep("write", 61, "w", "c", () => bDone); cDone = true; } },
+      ],
+      () => (saw ? { check: "saw-c", message: "yielder looked after c" } : null),
+    );
+  };
+  const s = new RaceSearch(program, 20);
+  const first = s.next()!;
+  assert.equal(first.violation, null);
+  const second = s.next()!;
+  assert.equal(second.violation?.check, "saw-c");
+  assert.deepEqual(second.schedule, [0, 0, 1, 2, 0]);
+  assert.equal(second.preemptions, 0);
+});
+
 test("property: replay tokens round-trip", () => {
   fc.assert(
     fc.property(fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 300 }), fc.subarray(["zap-under-read-lock", "free-before-flush"]), (s, v) => {
