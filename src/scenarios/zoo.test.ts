@@ -135,6 +135,19 @@ test("zoo: zap-under-read-lock is found among bystander threads (pct)", () => {
   assert.equal(clean.violation, null, clean.violation?.message);
 });
 
+// The race-reversal search finds the notifier's use of a freed root among bystanders with no
+// preemption: the notifier, switched out at its cond_resched(), comes back only when
+// nothing else can run (about 290 runs of 4300 steps: only in the long run).
+test("bystanders: the race-reversal search finds notifier-unmap-unsafe-root-iter", { skip: !full }, () => {
+  const file = path.join(root, "scenarios", "notifier-unmap-unsafe-root-iter.json");
+  const text = withBystanders(fs.readFileSync(file, "utf8"));
+  const r = explore(makeProgram(parseScenario(file, text, ["notifier-unmap-unsafe-root-iter"])) as unknown as () => Execution, {
+    strategy: "races", preemptions: 0, por: false, seed: 1, maxSchedules: 400, maxSteps: 50_000, budgetMs: 1e12, pctDepth: 3, now: () => 0,
+  });
+  assert.equal(r.violation?.check, "rcu", r.summary);
+  assert.equal(r.preemptions, 0);
+});
+
 test("every variant switch read in src/mmu is registered, and every registered variant is read", async () => {
   const { VARIANTS } = await import("./index.js");
   const dir = path.join(root, "src/mmu");
