@@ -22,7 +22,7 @@
 // tries every order of them at every bound. It proves nothing: runs may repeat orders the
 // others ran, and the queue is capped.
 import { RaceTracker, footprintOf } from "./dpor.js";
-import { runOnce, type Program, type RunResult } from "./run.js";
+import { isVoluntaryYield, runOnce, type Program, type RunResult } from "./run.js";
 
 /** A schedule to try: the first `at` choices of the run `from`, then `thread`. */
 interface Reversal {
@@ -131,8 +131,7 @@ export class RaceSearch {
         return t;
       },
       observe: (rec) => {
-        const s = rec.step;
-        yielded = s.kind === "sched" && s.spin !== true && s.enabled === undefined;
+        yielded = isVoluntaryYield(rec.step);
       },
       footprint: (p, s, objs, all, lockQueued) => {
         const f = footprintOf(s, objs, all, lockQueued);

@@ -89,6 +89,14 @@ export interface RunOptions {
 
 const NONE: readonly number[] = [];
 
+/**
+ * A voluntary scheduling point (cond_resched()): switching away right after it is what the
+ * kernel's scheduler does, not a preemption.
+ */
+export function isVoluntaryYield(s: Step): boolean {
+  return s.kind === "sched" && s.spin !== true && s.enabled === undefined;
+}
+
 /** Run one execution to the end, a violation, or the step bound. */
 export function runOnce(program: Program, opts: RunOptions): RunResult {
   const ex = program();
@@ -216,6 +224,6 @@ function run(ex: Execution, opts: RunOptions): RunResult {
     const v = ex.afterStep(t, s);
     if (v !== null) return fail(v);
     prev = t;
-    prevYielded = s.kind === "sched" && s.spin !== true && s.enabled === undefined;
+    prevYielded = isVoluntaryYield(s);
   }
 }
