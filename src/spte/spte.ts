@@ -386,6 +386,10 @@ export function kvmMmuMaxGfn(m: SpteMasks): number {
   return 2 ** (m.shadowPhysBits - Number(PAGE_SHIFT)) - 1;
 }
 
+// The two answers of nearly every call, made once (each bigint operation allocates).
+const MT_UC = MTRR_TYPE_UNCACHABLE << VMX_EPT_MT_EPTE_SHIFT;
+const MT_WB_IPAT = (MTRR_TYPE_WRBACK << VMX_EPT_MT_EPTE_SHIFT) | VMX_EPT_IPAT_BIT;
+
 /**
  * vmx_get_mt_mask() in arch/x86/kvm/vmx/vmx.c: the EPT memory-type bits make_spte() ORs in.
  * MMIO pfns get UC without IPAT; without non-coherent DMA everything is WB with IPAT.
@@ -398,13 +402,122 @@ export function vmxGetMtMask(opts: {
   readonly quirkCdNwCleared?: boolean;
   readonly guestMtrrType?: bigint;
 }): bigint {
-  if (opts.isMmio) return MTRR_TYPE_UNCACHABLE << VMX_EPT_MT_EPTE_SHIFT;
-  if (!(opts.noncoherentDma ?? false)) return (MTRR_TYPE_WRBACK << VMX_EPT_MT_EPTE_SHIFT) | VMX_EPT_IPAT_BIT;
+  if (opts.isMmio) return MT_UC;
+  if (!(opts.noncoherentDma ?? false)) return MT_WB_IPAT;
   if (opts.cr0Cd ?? false) {
     const cache = (opts.quirkCdNwCleared ?? true) ? MTRR_TYPE_WRBACK : MTRR_TYPE_UNCACHABLE;
     return (cache << VMX_EPT_MT_EPTE_SHIFT) | VMX_EPT_IPAT_BIT;
   }
   return (opts.guestMtrrType ?? MTRR_TYPE_WRBACK) << VMX_EPT_MT_EPTE_SHIFT;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Halves. Every bigint operation allocates a new bigint, and the predicates and constructors
+// below run on every step of every walk. So they test and build an SPTE as its two 32-bit
+// halves: a bigint stored into a one-word BigUint64Array reads back as two Uint32 words, and
+// two words written there read back as one bigint, with no allocation in between. The value
+// and meaning are the bigint's; `spte.test.ts` checks each helper against its plain bigint
+// definition on random values.
+
+const WORD = new BigUint64Array(1);
+const HALF = new Uint32Array(WORD.buffer);
+const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HI = 1 - LO;
+
+/** Bits 31:0 of `s`, as an int32 (so it compares equal to other `&`/`|` results). */
+function lo32(s: bigint): number {
+  WORD[0] = s;
+  return HALF[LO]! | 0;
+}
+
+/** Bits 63:32 of `s`, as an int32. */
+function hi32(s: bigint): number {
+  WORD[0] = s;
+  return HALF[HI]! | 0;
+}
+
+/** The SPTE whose halves are `lo` and `hi` (each taken mod 2^32). */
+function join(lo: number, hi: number): bigint {
+  HALF[LO] = lo;
+  HALF[HI] = hi;
+  return WORD[0]!;
+}
+
+/** A mask's halves, each an int32. */
+interface Words {
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** Made without WORD, so that looking up a mask never clobbers an SPTE a caller has split there. */
+function words(mask: bigint): Words {
+  return { lo: Number(BigInt.asIntN(32, mask)), hi: Number(BigInt.asIntN(32, mask >> 32n)) };
+}
+
+/** The halves of the masks the hot helpers use, made once per `SpteMasks` record. */
+interface MaskWords {
+  readonly user: Words;
+  readonly accessed: Words;
+  readonly dirty: Words;
+  readonly nx: Words;
+  readonly x: Words;
+  readonly present: Words;
+  readonly memtype: Words;
+  readonly accTrack: Words;
+  readonly hostWritable: Words;
+  readonly mmuWritable: Words;
+  readonly mmioValue: Words;
+  readonly mmioMask: Words;
+  readonly me: Words;
+}
+
+const maskWordsOf = new WeakMap<SpteMasks, MaskWords>();
+let lastMasks: SpteMasks | null = null;
+let lastWords: MaskWords | null = null;
+
+function maskWords(m: SpteMasks): MaskWords {
+  if (m === lastMasks) return lastWords!;
+  let mw = maskWordsOf.get(m);
+  if (mw === undefined) {
+    mw = {
+      user: words(m.shadowUserMask),
+      accessed: words(m.shadowAccessedMask),
+      dirty: words(m.shadowDirtyMask),
+      nx: words(m.shadowNxMask),
+      x: words(m.shadowXMask),
+      present: words(m.shadowPresentMask),
+      memtype: words(m.shadowMemtypeMask),
+      accTrack: words(m.shadowAccTrackMask),
+      hostWritable: words(m.shadowHostWritableMask),
+      mmuWritable: words(m.shadowMmuWritableMask),
+      mmioValue: words(m.shadowMmioValue),
+      mmioMask: words(m.shadowMmioMask),
+      me: words(m.shadowMeValue),
+    };
+    maskWordsOf.set(m, mw);
+  }
+  lastMasks = m;
+  lastWords = mw;
+  return mw;
+}
+
+// Single bits and fields the hot helpers test, by half (see the bigint constants above).
+const LO_PRESENT = 1 << 11; // SPTE_MMU_PRESENT_MASK
+const LO_LARGE = 1 << 7; // PT_PAGE_SIZE_MASK
+const LO_WRITABLE = 1 << 1; // PT_WRITABLE_MASK
+const HI_AD_MASK = 3 << 20; // SPTE_TDP_AD_MASK (bits 53:52)
+const HI_AD_DISABLED = 1 << 20; // SPTE_TDP_AD_DISABLED_MASK
+const HI_AD_WRPROT_ONLY = 2 << 20; // SPTE_TDP_AD_WRPROT_ONLY_MASK
+const HI_PFN = 0xfffff; // bits 51:32 of SPTE_BASE_ADDR_MASK
+
+/** spte_ad_enabled() on the high half. */
+function adEnabledHi(hi: number): boolean {
+  return (hi & HI_AD_MASK) !== HI_AD_DISABLED;
+}
+
+/** is_access_track_spte() on the halves. */
+function accessTrackWords(mw: MaskWords, lo: number, hi: number): boolean {
+  return !adEnabledHi(hi) && (lo & mw.accTrack.lo) === 0 && (hi & mw.accTrack.hi) === 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,12 +530,14 @@ export function isRemovedSpte(s: bigint): boolean {
 
 /** is_mmio_spte() in arch/x86/kvm/mmu/spte.h: the MMIO pattern matches and caching is on. */
 export function isMmioSpte(m: SpteMasks, s: bigint): boolean {
-  return (s & m.shadowMmioMask) === m.shadowMmioValue && m.enableMmioCaching;
+  const mw = maskWords(m);
+  WORD[0] = s;
+  return (HALF[LO]! & mw.mmioMask.lo) === mw.mmioValue.lo && (HALF[HI]! & mw.mmioMask.hi) === mw.mmioValue.hi && m.enableMmioCaching;
 }
 
 /** is_shadow_present_pte() in arch/x86/kvm/mmu/spte.h: the software bit 11, not hardware presence. */
 export function isShadowPresentPte(s: bigint): boolean {
-  return (s & SPTE_MMU_PRESENT_MASK) !== 0n;
+  return (lo32(s) & LO_PRESENT) !== 0;
 }
 
 /** kvm_ad_enabled() in arch/x86/kvm/mmu/spte.h. */
@@ -432,12 +547,12 @@ export function kvmAdEnabled(m: SpteMasks): boolean {
 
 /** spte_ad_enabled() in arch/x86/kvm/mmu/spte.h. Meaningful only for present SPTEs. */
 export function spteAdEnabled(s: bigint): boolean {
-  return (s & SPTE_TDP_AD_MASK) !== SPTE_TDP_AD_DISABLED_MASK;
+  return adEnabledHi(hi32(s));
 }
 
 /** spte_ad_need_write_protect() in arch/x86/kvm/mmu/spte.h: A/D disabled or write-protect-only. */
 export function spteAdNeedWriteProtect(s: bigint): boolean {
-  return (s & SPTE_TDP_AD_MASK) !== SPTE_TDP_AD_ENABLED_MASK;
+  return (hi32(s) & HI_AD_MASK) !== 0;
 }
 
 /** spte_shadow_accessed_mask() in arch/x86/kvm/mmu/spte.h. */
@@ -452,49 +567,63 @@ export function spteShadowDirtyMask(m: SpteMasks, s: bigint): bigint {
 
 /** is_access_track_spte() in arch/x86/kvm/mmu/spte.h: A/D off and every RWX bit stripped. */
 export function isAccessTrackSpte(m: SpteMasks, s: bigint): boolean {
-  return !spteAdEnabled(s) && (s & m.shadowAccTrackMask) === 0n;
+  WORD[0] = s;
+  return accessTrackWords(maskWords(m), HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 /** is_large_pte() in arch/x86/kvm/mmu/spte.h. */
 export function isLargePte(s: bigint): boolean {
-  return (s & PT_PAGE_SIZE_MASK) !== 0n;
+  return (lo32(s) & LO_LARGE) !== 0;
 }
 
 /** is_last_spte() in arch/x86/kvm/mmu/spte.h. True for any value at 4K, present or not. */
 export function isLastSpte(s: bigint, level: number): boolean {
-  return level === PG_LEVEL_4K || isLargePte(s);
+  return level === PG_LEVEL_4K || (lo32(s) & LO_LARGE) !== 0;
 }
 
 /** is_executable_pte() in arch/x86/kvm/mmu/spte.h. */
 export function isExecutablePte(m: SpteMasks, s: bigint): boolean {
-  return (s & (m.shadowXMask | m.shadowNxMask)) === m.shadowXMask;
+  const mw = maskWords(m);
+  WORD[0] = s;
+  return (HALF[LO]! & (mw.x.lo | mw.nx.lo)) === mw.x.lo && (HALF[HI]! & (mw.x.hi | mw.nx.hi)) === mw.x.hi;
 }
 
 /** spte_to_pfn() in arch/x86/kvm/mmu/spte.h. */
 export function spteToPfn(s: bigint): number {
-  return Number((s & SPTE_BASE_ADDR_MASK) >> PAGE_SHIFT);
+  WORD[0] = s;
+  return (HALF[HI]! & HI_PFN) * 0x100000 + (HALF[LO]! >>> 12);
 }
 
 /** is_accessed_spte() in arch/x86/kvm/mmu/spte.h. Without A/D bits, "not access-tracked" stands in. */
 export function isAccessedSpte(m: SpteMasks, s: bigint): boolean {
-  const accessedMask = spteShadowAccessedMask(m, s);
-  return accessedMask !== 0n ? (s & accessedMask) !== 0n : !isAccessTrackSpte(m, s);
+  const mw = maskWords(m);
+  WORD[0] = s;
+  const lo = HALF[LO]! | 0;
+  const hi = HALF[HI]! | 0;
+  if (adEnabledHi(hi) && (mw.accessed.lo | mw.accessed.hi) !== 0) return ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
+  return !accessTrackWords(mw, lo, hi);
 }
 
 /** is_dirty_spte() in arch/x86/kvm/mmu/spte.h. Without A/D bits, W stands in for D. */
 export function isDirtySpte(m: SpteMasks, s: bigint): boolean {
-  const dirtyMask = spteShadowDirtyMask(m, s);
-  return dirtyMask !== 0n ? (s & dirtyMask) !== 0n : (s & PT_WRITABLE_MASK) !== 0n;
+  const mw = maskWords(m);
+  WORD[0] = s;
+  const lo = HALF[LO]! | 0;
+  const hi = HALF[HI]! | 0;
+  if (adEnabledHi(hi) && (mw.dirty.lo | mw.dirty.hi) !== 0) return ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
+  return (lo & LO_WRITABLE) !== 0;
 }
 
 /** is_writable_pte() in arch/x86/kvm/mmu/spte.h: hardware W (bit 1 in both formats). */
 export function isWritablePte(s: bigint): boolean {
-  return (s & PT_WRITABLE_MASK) !== 0n;
+  return (lo32(s) & LO_WRITABLE) !== 0;
 }
 
 /** is_mmu_writable_spte() in arch/x86/kvm/mmu/spte.h. */
 export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
-  return (s & m.shadowMmuWritableMask) !== 0n;
+  const mw = maskWords(m);
+  WORD[0] = s;
+  return ((HALF[LO]! & mw.mmuWritable.lo) | (HALF[HI]! & mw.mmuWritable.hi)) !== 0;
 }
 
 /**
@@ -503,9 +632,13 @@ export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
  * raises the WARN.
  */
 export function checkSpteWritableInvariants(m: SpteMasks, s: bigint): string | null {
-  if (s & m.shadowMmuWritableMask) {
-    if (!(s & m.shadowHostWritableMask)) return `kvm: MMU-writable SPTE is not Host-writable: 0x${s.toString(16)}`;
-  } else if (isWritablePte(s)) {
+  const mw = maskWords(m);
+  WORD[0] = s;
+  const lo = HALF[LO]! | 0;
+  const hi = HALF[HI]! | 0;
+  if (((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0) {
+    if (((lo & mw.hostWritable.lo) | (hi & mw.hostWritable.hi)) === 0) return `kvm: MMU-writable SPTE is not Host-writable: 0x${s.toString(16)}`;
+  } else if ((lo & LO_WRITABLE) !== 0) {
     return `kvm: Writable SPTE is not MMU-writable: 0x${s.toString(16)}`;
   }
   return null;
@@ -517,10 +650,17 @@ export function checkSpteWritableInvariants(m: SpteMasks, s: bigint): string | n
  * access-tracked one, and the CPU may set A or D.
  */
 export function spteHasVolatileBits(m: SpteMasks, s: bigint): boolean {
-  if (!isWritablePte(s) && isMmuWritableSpte(m, s)) return true;
-  if (isAccessTrackSpte(m, s)) return true;
-  if (spteAdEnabled(s)) {
-    if (!(s & m.shadowAccessedMask) || (isWritablePte(s) && !(s & m.shadowDirtyMask))) return true;
+  const mw = maskWords(m);
+  WORD[0] = s;
+  const lo = HALF[LO]! | 0;
+  const hi = HALF[HI]! | 0;
+  const writable = (lo & LO_WRITABLE) !== 0;
+  if (!writable && ((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0) return true;
+  if (accessTrackWords(mw, lo, hi)) return true;
+  if (adEnabledHi(hi)) {
+    const accessed = ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
+    const dirty = ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
+    if (!accessed || (writable && !dirty)) return true;
   }
   return false;
 }
@@ -595,7 +735,11 @@ export function mmioSpteGenerationMatches(m: SpteMasks, s: bigint, memslotsGener
  * Context: any; pure (WARNs go to `warn`).
  */
 export function markSpteForAccessTrack(m: SpteMasks, s: bigint, warn?: SpteWarn): bigint {
-  if (spteAdEnabled(s)) return s & ~m.shadowAccessedMask;
+  const mw = maskWords(m);
+  WORD[0] = s;
+  if (adEnabledHi(HALF[HI]! | 0)) {
+    return join(HALF[LO]! & ~mw.accessed.lo, HALF[HI]! & ~mw.accessed.hi);
+  }
   if (isAccessTrackSpte(m, s)) return s;
   const bad = checkSpteWritableInvariants(m, s);
   if (bad !== null) warn?.(bad);
@@ -661,53 +805,83 @@ export interface MakeSpteParams {
  * Context: any; pure. The TDP MMU calls it from the fault path under mmu_lock for read.
  */
 export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrprot: boolean } {
+  // Built as two 32-bit halves (see "Halves" above); each line is the kernel's step on the
+  // 64-bit value.
+  const mw = maskWords(m);
   const level = p.level;
   let pteAccess = p.pteAccess;
-  let spte = SPTE_MMU_PRESENT_MASK;
+  let lo = LO_PRESENT; // SPTE_MMU_PRESENT_MASK
+  let hi = 0;
   let wrprot = false;
 
-  if (pteAccess === 0 && m.shadowPresentMask === 0n) p.warn?.("make_spte: no access and no present mask");
+  if (pteAccess === 0 && (mw.present.lo | mw.present.hi) === 0) p.warn?.("make_spte: no access and no present mask");
 
-  if (p.adDisabled) spte |= SPTE_TDP_AD_DISABLED_MASK;
-  else if (p.adNeedWriteProtect) spte |= SPTE_TDP_AD_WRPROT_ONLY_MASK;
+  if (p.adDisabled) hi |= HI_AD_DISABLED;
+  else if (p.adNeedWriteProtect) hi |= HI_AD_WRPROT_ONLY;
 
   // With exec-only EPT the present mask is 0 and R comes from ACC_USER_MASK below.
-  spte |= m.shadowPresentMask;
-  if (!p.prefetch) spte |= spteShadowAccessedMask(m, spte);
+  lo |= mw.present.lo;
+  hi |= mw.present.hi;
+  if (!p.prefetch && adEnabledHi(hi)) {
+    lo |= mw.accessed.lo;
+    hi |= mw.accessed.hi;
+  }
 
   if (level > PG_LEVEL_4K && pteAccess & ACC_EXEC_MASK && p.nxHugePageEnabled) pteAccess &= ~ACC_EXEC_MASK;
 
-  spte |= pteAccess & ACC_EXEC_MASK ? m.shadowXMask : m.shadowNxMask;
-  if (pteAccess & ACC_USER_MASK) spte |= m.shadowUserMask;
-  if (level > PG_LEVEL_4K) spte |= PT_PAGE_SIZE_MASK;
-  if (m.shadowMemtypeMask !== 0n) spte |= p.mtMask;
+  const execOrNx = pteAccess & ACC_EXEC_MASK ? mw.x : mw.nx;
+  lo |= execOrNx.lo;
+  hi |= execOrNx.hi;
+  if (pteAccess & ACC_USER_MASK) {
+    lo |= mw.user.lo;
+    hi |= mw.user.hi;
+  }
+  if (level > PG_LEVEL_4K) lo |= LO_LARGE;
+  if ((mw.memtype.lo | mw.memtype.hi) !== 0) {
+    WORD[0] = p.mtMask;
+    lo |= HALF[LO]!;
+    hi |= HALF[HI]!;
+  }
 
-  if (p.hostWritable) spte |= m.shadowHostWritableMask;
-  else pteAccess &= ~ACC_WRITE_MASK;
+  if (p.hostWritable) {
+    lo |= mw.hostWritable.lo;
+    hi |= mw.hostWritable.hi;
+  } else pteAccess &= ~ACC_WRITE_MASK;
 
-  if (m.shadowMeValue !== 0n && !p.isMmioPfn) spte |= m.shadowMeValue;
+  if ((mw.me.lo | mw.me.hi) !== 0 && !p.isMmioPfn) {
+    lo |= mw.me.lo;
+    hi |= mw.me.hi;
+  }
 
-  spte |= BigInt(p.pfn) << PAGE_SHIFT;
+  // pfn << PAGE_SHIFT: pfn bits 19:0 land in the low half, the rest in the high half.
+  lo |= (p.pfn % 0x100000) << 12;
+  hi |= Math.floor(p.pfn / 0x100000);
 
   let skipToOut = false;
   if (pteAccess & ACC_WRITE_MASK) {
-    spte |= PT_WRITABLE_MASK | m.shadowMmuWritableMask;
+    lo |= LO_WRITABLE | mw.mmuWritable.lo;
+    hi |= mw.mmuWritable.hi;
     if (isLastSpte(p.oldSpte, level) && isWritablePte(p.oldSpte)) {
       // kernel: goto out
       skipToOut = true;
     } else if (p.mmuTryToUnsyncPages?.() ?? false) {
       wrprot = true;
       pteAccess &= ~ACC_WRITE_MASK;
-      spte &= ~(PT_WRITABLE_MASK | m.shadowMmuWritableMask);
+      lo &= ~(LO_WRITABLE | mw.mmuWritable.lo);
+      hi &= ~mw.mmuWritable.hi;
     }
   }
 
-  if (!skipToOut && pteAccess & ACC_WRITE_MASK) spte |= spteShadowDirtyMask(m, spte);
+  if (!skipToOut && pteAccess & ACC_WRITE_MASK && adEnabledHi(hi)) {
+    lo |= mw.dirty.lo;
+    hi |= mw.dirty.hi;
+  }
 
+  let spte = join(lo, hi);
   // out:
   if (p.prefetch) spte = markSpteForAccessTrack(m, spte, p.warn);
 
-  return { spte: spte & U64_MASK, wrprot };
+  return { spte, wrprot };
 }
 
 /**
@@ -749,12 +923,15 @@ export function makeHugePageSplitSpte(
     warn?.("make_huge_page_split_spte: huge SPTE is not large");
     return 0n;
   }
-  // The huge SPTE already carries the base pfn; OR in this child's offset.
-  let childSpte = hugeSpte | (BigInt(index * kvmPagesPerHpage(childLevel)) << PAGE_SHIFT);
-  if (childLevel === PG_LEVEL_4K) {
-    childSpte &= ~PT_PAGE_SIZE_MASK;
-    if (childAccess & ACC_EXEC_MASK && nxHugePageEnabled) childSpte = makeSpteExecutable(m, childSpte, warn);
-  }
+  // The huge SPTE already carries the base pfn; OR in this child's offset (pfn bits 19:0 in
+  // the low half, the rest in the high half). At 4K, PS goes.
+  const offset = index * kvmPagesPerHpage(childLevel);
+  WORD[0] = hugeSpte;
+  let lo = HALF[LO]! | ((offset % 0x100000) << 12);
+  const hi = HALF[HI]! | Math.floor(offset / 0x100000);
+  if (childLevel === PG_LEVEL_4K) lo &= ~LO_LARGE;
+  let childSpte = join(lo, hi);
+  if (childLevel === PG_LEVEL_4K && childAccess & ACC_EXEC_MASK && nxHugePageEnabled) childSpte = makeSpteExecutable(m, childSpte, warn);
   return childSpte;
 }
 
@@ -765,10 +942,25 @@ export function makeHugePageSplitSpte(
  * Context: any; pure.
  */
 export function makeNonleafSpte(m: SpteMasks, childPa: bigint | number, adDisabled: boolean): bigint {
-  let spte = SPTE_MMU_PRESENT_MASK;
-  spte |= BigInt(childPa) | m.shadowPresentMask | PT_WRITABLE_MASK | m.shadowUserMask | m.shadowXMask | m.shadowMeValue;
-  spte |= adDisabled ? SPTE_TDP_AD_DISABLED_MASK : m.shadowAccessedMask;
-  return spte;
+  const mw = maskWords(m);
+  let paLo: number;
+  let paHi: number;
+  if (typeof childPa === "bigint") {
+    WORD[0] = childPa;
+    paLo = HALF[LO]!;
+    paHi = HALF[HI]!;
+  } else {
+    paLo = childPa % 0x100000000;
+    paHi = Math.floor(childPa / 0x100000000);
+  }
+  let lo = LO_PRESENT | paLo | mw.present.lo | LO_WRITABLE | mw.user.lo | mw.x.lo | mw.me.lo;
+  let hi = paHi | mw.present.hi | mw.user.hi | mw.x.hi | mw.me.hi;
+  if (adDisabled) hi |= HI_AD_DISABLED;
+  else {
+    lo |= mw.accessed.lo;
+    hi |= mw.accessed.hi;
+  }
+  return join(lo, hi);
 }
 
 /**
