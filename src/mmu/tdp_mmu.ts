@@ -28,7 +28,7 @@ import {
   spteAdEnabled,
   spteAdNeedWriteProtect,
   spteToPfn,
-  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage } from "../spte/index.js";
+  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout, u64Words } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
 import type { Kvm, KvmMemorySlot, KvmVcpu } from "./kvm_host.js";
 import {
@@ -917,7 +917,7 @@ function* ageGfnRange(kvm: Kvm, iter: TdpIter): Gen<boolean> {
   if (!isAccessedSpte(kvm.masks, iter.oldSpte)) return false;
   let newSpte: bigint;
   if (spteAdEnabled(iter.oldSpte)) {
-    newSpte = iter.oldSpte & ~kvm.masks.shadowAccessedMask;
+    newSpte = spteWithout(iter.oldSpte, kvm.masks.shadowAccessedMask);
   } else {
     // Without A/D bits the Dirty state would be lost with W: hand it to the page first.
     if (isWritablePte(iter.oldSpte)) kvmSetPfnDirty(kvm, spteToPfn(iter.oldSpte));
@@ -975,7 +975,7 @@ function* wrprotGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: number,
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
       if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level) || !isWritablePte(iter.oldSpte)) break retry;
-      const newSpte = iter.oldSpte & ~PT_WRITABLE_MASK;
+      const newSpte = spteWithout(iter.oldSpte, PT_WRITABLE_MASK);
       if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
       spteSet = true;
       break retry;
@@ -1015,10 +1015,10 @@ function* clearDirtyGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: num
       let newSpte: bigint;
       if (spteAdNeedWriteProtect(iter.oldSpte)) {
         if (!isWritablePte(iter.oldSpte)) break retry;
-        newSpte = iter.oldSpte & ~PT_WRITABLE_MASK;
+        newSpte = spteWithout(iter.oldSpte, PT_WRITABLE_MASK);
       } else {
-        if ((iter.oldSpte & kvm.masks.shadowDirtyMask) === 0n) break retry;
-        newSpte = iter.oldSpte & ~kvm.masks.shadowDirtyMask;
+        if (!spteHasAnyOf(iter.oldSpte, kvm.masks.shadowDirtyMask)) break retry;
+        newSpte = spteWithout(iter.oldSpte, kvm.masks.shadowDirtyMask);
       }
       if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
       spteSet = true;
@@ -1050,19 +1050,23 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
   yield* kvm.rcu.rcuReadLock();
   const iter = new TdpIter(kvm);
   const first = gfn + __ffs(mask);
+  // The mask as two 32-bit words (bit i of the mask is bit i % 32 of words[i >> 5]), so the
+  // loop makes no bigints.
+  const words = u64Words(mask);
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, first); iter.valid && iter.gfn < gfn + 64; yield* iter.tdpIterNext()) {
-    if (mask === 0n) break;
+    if ((words[0] | words[1]) === 0) break;
     if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
-    const bit = 1n << BigInt(iter.gfn - gfn);
-    if (iter.level > PG_LEVEL_4K || (mask & bit) === 0n) continue;
-    mask &= ~bit;
+    const i = iter.gfn - gfn;
+    const bit = 1 << (i & 31);
+    if (iter.level > PG_LEVEL_4K || (words[i >> 5]! & bit) === 0) continue;
+    words[i >> 5]! &= ~bit;
     let newSpte: bigint;
     if (wrprot || spteAdNeedWriteProtect(iter.oldSpte)) {
       if (!isWritablePte(iter.oldSpte)) continue;
-      newSpte = iter.oldSpte & ~PT_WRITABLE_MASK;
+      newSpte = spteWithout(iter.oldSpte, PT_WRITABLE_MASK);
     } else {
-      if ((iter.oldSpte & kvm.masks.shadowDirtyMask) === 0n) continue;
-      newSpte = iter.oldSpte & ~kvm.masks.shadowDirtyMask;
+      if (!spteHasAnyOf(iter.oldSpte, kvm.masks.shadowDirtyMask)) continue;
+      newSpte = spteWithout(iter.oldSpte, kvm.masks.shadowDirtyMask);
     }
     yield* tdpMmuSetSpteNoDirtyLog(kvm, iter, newSpte);
   }

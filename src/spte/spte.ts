@@ -520,6 +520,30 @@ function accessTrackWords(mw: MaskWords, lo: number, hi: number): boolean {
   return !adEnabledHi(hi) && (lo & mw.accTrack.lo) === 0 && (hi & mw.accTrack.hi) === 0;
 }
 
+/** `(s & mask) !== 0n`, for hot paths: no bigint is made. */
+export function spteHasAnyOf(s: bigint, mask: bigint): boolean {
+  WORD[0] = mask;
+  const mlo = HALF[LO]!;
+  const mhi = HALF[HI]!;
+  WORD[0] = s;
+  return ((HALF[LO]! & mlo) | (HALF[HI]! & mhi)) !== 0;
+}
+
+/** `s & ~mask`, for hot paths: one bigint is made, the result. */
+export function spteWithout(s: bigint, mask: bigint): bigint {
+  WORD[0] = mask;
+  const mlo = HALF[LO]!;
+  const mhi = HALF[HI]!;
+  WORD[0] = s;
+  return join(HALF[LO]! & ~mlo, HALF[HI]! & ~mhi);
+}
+
+/** Bits 31:0 and 63:32 of a 64-bit value (an SPTE or a dirty-log mask word) as two uint32s. */
+export function u64Words(v: bigint): [lo: number, hi: number] {
+  WORD[0] = v;
+  return [HALF[LO]!, HALF[HI]!];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Predicates (arch/x86/kvm/mmu/spte.h), spec §3. All pure; Context: any, never yields.
 
