@@ -67,33 +67,43 @@ function makeVm(gib: number, format: "npt" | "ept", pml: boolean): Vm {
 function populate(vm: Vm, pages: number, level: 1 | 2): void {
   const { kvm, vcpu, slot } = vm;
   const step = level === 1 ? 1 : 512;
+  // One fault record, refilled for each fault, as the kernel's lives on the stack.
+  const fault: { -readonly [K in keyof KvmPageFault]: KvmPageFault[K] } = {
+    addr: 0,
+    errorCode: 6,
+    prefetch: false,
+    exec: false,
+    write: true,
+    present: false,
+    rsvd: false,
+    user: true,
+    isTdp: true,
+    nxHugePageWorkaroundEnabled: false,
+    hugePageDisallowed: false,
+    maxLevel: level,
+    reqLevel: 1,
+    goalLevel: 1,
+    gfn: 0,
+    slot,
+    mmuSeq: 0,
+    pfn: 0,
+    hva: 0,
+    mapWritable: true,
+    page: null,
+  };
   drive(kvm.mmuLock.readLock());
   for (let i = 0; i < pages; i += step) {
     const gfn = BASE_GFN + i;
     if (vcpu.shadowPageCache.length < 5) mmuTopupMemoryCaches(kvm, vcpu);
-    const fault: KvmPageFault = {
-      addr: gfn * 4096,
-      errorCode: 6,
-      prefetch: false,
-      exec: false,
-      write: true,
-      present: false,
-      rsvd: false,
-      user: true,
-      isTdp: true,
-      nxHugePageWorkaroundEnabled: false,
-      hugePageDisallowed: false,
-      maxLevel: level,
-      reqLevel: 1,
-      goalLevel: 1,
-      gfn,
-      slot,
-      mmuSeq: kvm.mmuInvalidateSeq,
-      pfn: 0x1000000 + i,
-      hva: slot.gfnToHva(gfn),
-      mapWritable: true,
-      page: null,
-    };
+    fault.addr = gfn * 4096;
+    fault.maxLevel = level;
+    fault.reqLevel = 1;
+    fault.goalLevel = 1;
+    fault.hugePageDisallowed = false;
+    fault.gfn = gfn;
+    fault.mmuSeq = kvm.mmuInvalidateSeq;
+    fault.pfn = 0x1000000 + i;
+    fault.hva = slot.gfnToHva(gfn);
     if (level === 2) kvm.mm.gupFastOnly(fault.hva, true) ?? drive(kvm.mm.gup(fault.hva, true));
     if (level === 2) fault.pfn = kvm.mm.pte(fault.hva)!.pfn;
     drive(kvmTdpMmuMap(kvm, vcpu, fault));

@@ -137,7 +137,7 @@ export function* hwTranslate(cfg: WalkerConfig, tlb: Tlb, root: Table, gfn: numb
     const used: [number, Table][] = [];
     for (;;) {
       if (table.freed) return { kind: "stale-table", table, level };
-      const idx = Math.floor(gfn / pagesAt(level)) % 512;
+      const idx = Math.floor(gfn / pagesAt(level)) & 511;
       yield step("read", table.sptep(idx), "r", `hw walk L${level}`);
       if (table.freed) return { kind: "stale-table", table, level };
       const s = table.spt[idx]!;

@@ -117,7 +117,7 @@ export class PageAllocator {
   pfnToPage(pfn: number): Page | undefined {
     const p = this.pages.get(pfn);
     if (p !== undefined) return p;
-    for (const order of [9, 18]) {
+    for (let order = 9; order <= 18; order += 9) {
       const head = this.pages.get(pfn - (pfn % (1 << order)));
       if (head !== undefined && head.order === order) return head;
     }

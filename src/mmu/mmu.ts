@@ -23,7 +23,7 @@ import {
   makeSpte,
   mmioSpteGenerationMatches,
   restoreAccTrackSpte,
-  vmxGetMtMask, kvmPagesPerHpage } from "../spte/index.js";
+  vmxGetMtMask, kvmPagesPerHpage, type MakeSpteParams } from "../spte/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
@@ -96,6 +96,26 @@ const PT64_ROOT_MAX_LEVEL = 5;
 // ---------------------------------------------------------------------------------------
 // SPTE construction in vCPU context (spte.c)
 
+// make_spte()'s inputs, one record reused by every call (a fault would otherwise allocate it):
+// makeSpte() runs to completion without yielding and keeps no reference to it.
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+let warnKvm: Kvm | null = null;
+const spteParams: Mutable<MakeSpteParams> = {
+  level: 0,
+  pteAccess: ACC_ALL,
+  gfn: 0,
+  pfn: 0,
+  oldSpte: 0n,
+  prefetch: false,
+  hostWritable: false,
+  adDisabled: false,
+  adNeedWriteProtect: false,
+  nxHugePageEnabled: false,
+  mtMask: vmxGetMtMask({ isMmio: false }),
+  isMmioPfn: false,
+  warn: (m: string) => warnKvm?.w.report("warn", `make_spte: ${m}`),
+};
+
 /**
  * make_spte() for the TDP MMU: ACC_ALL, can_unsync, no shadow pages to unsync. Step 17 of
  * the kernel function, marking the gfn dirty for a writable SPTE in a dirty-logged slot,
@@ -113,21 +133,18 @@ export function makeSpteForVcpu(
   hostWritable: boolean,
 ): { spte: bigint; wrprot: boolean } {
   const level = roleLevel(sp.role);
-  const r = makeSpte(kvm.masks, {
-    level,
-    pteAccess: ACC_ALL,
-    gfn,
-    pfn,
-    oldSpte,
-    prefetch,
-    hostWritable,
-    adDisabled: roleAdDisabled(sp.role),
-    adNeedWriteProtect: false,
-    nxHugePageEnabled: kvm.params.nxHugePages,
-    mtMask: vmxGetMtMask({ isMmio: false }),
-    isMmioPfn: false,
-    warn: (m: string) => kvm.w.report("warn", `make_spte: ${m}`),
-  });
+  const p = spteParams;
+  p.level = level;
+  p.gfn = gfn;
+  p.pfn = pfn;
+  p.oldSpte = oldSpte;
+  p.prefetch = prefetch;
+  p.hostWritable = hostWritable;
+  p.adDisabled = roleAdDisabled(sp.role);
+  p.nxHugePageEnabled = kvm.params.nxHugePages;
+  warnKvm = kvm;
+  const r = makeSpte(kvm.masks, p);
+  warnKvm = null;
   if (isWritablePte(r.spte) && (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) {
     kvm.w.warnOn(level > PG_LEVEL_4K, "make_spte: writable huge SPTE in a dirty-logged slot");
     markPageDirtyInSlot(kvm, slot, gfn, vcpu);

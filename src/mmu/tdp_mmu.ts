@@ -45,7 +45,7 @@ import {
   ROLE_INVALID,
   type KvmPageFault,
 } from "./mmu_internal.js";
-import { TdpIter, kvmTdpMmuWriteSpte, kvmTdpMmuWriteSpteAtomic, kvmTdpMmuReadSpte, __kvmTdpMmuWriteSpte, spteToChildPt } from "./tdp_iter.js";
+import { TdpIter, kvmTdpMmuWriteSpte, kvmTdpMmuWriteSpteAtomic, kvmTdpMmuReadSpte, __kvmTdpMmuWriteSpte, spteToChildPt, roundGfnForLevel, spteIndexOfGfn } from "./tdp_iter.js";
 import {
   kvmFlushRemoteTlbs,
   kvmFlushRemoteTlbsWithAddress,
@@ -332,7 +332,7 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
   const pfnChanged = spteToPfn(oldSpte) !== spteToPfn(newSpte);
 
   w.warnOn(level > 5 || level < PG_LEVEL_4K, "__handle_changed_spte: bad level");
-  w.warnOn(gfn % kvmPagesPerHpage(level) !== 0, "__handle_changed_spte: gfn not aligned to level");
+  w.warnOn(roundGfnForLevel(gfn, level) !== gfn, "__handle_changed_spte: gfn not aligned to level");
 
   // A present leaf must never change pfn without going through non-present (and a flush).
   if (wasLeaf && isLeaf && pfnChanged)
@@ -1126,7 +1126,7 @@ export function* kvmTdpMmuZapCollapsibleSptes(kvm: Kvm, slot: KvmMemorySlot): Ge
 export function leafMapping(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel = PG_LEVEL_4K): { spte: bigint; level: number } | null {
   let t = root.spt;
   for (let level = roleLevel(root.role); level >= minLevel; level--) {
-    const idx = Math.floor(gfn / kvmPagesPerHpage(level)) % 512;
+    const idx = spteIndexOfGfn(gfn, level);
     touch(t.sptep(idx), "r");
     const s = t.spt[idx]!;
     if (!isShadowPresentPte(s)) return null;

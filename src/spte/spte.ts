@@ -177,7 +177,7 @@ export function spteLevelShift(level: number): number {
  * Number arithmetic: gfns reach 40 bits, past what `>>` handles.
  */
 export function spteIndex(gfn: number, level: number): number {
-  return Math.floor(gfn / 2 ** kvmHpageGfnShift(level)) % SPTE_ENT_PER_PAGE;
+  return Math.floor(gfn / kvmPagesPerHpage(level)) & (SPTE_ENT_PER_PAGE - 1);
 }
 
 // ---------------------------------------------------------------------------------------------
