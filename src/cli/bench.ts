@@ -60,11 +60,21 @@ function makeVm(gib: number, format: "npt" | "ept", pml: boolean): Vm {
 }
 
 /**
- * Fault in every page at `level` through kvm_tdp_mmu_map() under the read lock.
- * MODEL: the host side (get_user_pages) is replaced by a pre-resolved pfn, as a
- * populate-without-exits benchmark measures only the MMU.
+ * Host frames for `pages` 4K guest pages, allocated before the clock starts: real struct
+ * pages, so that dirty and accessed propagation finds them as the kernel's does.
  */
-function populate(vm: Vm, pages: number, level: 1 | 2): void {
+function hostFrames(kvm: Kvm, pages: number): Float64Array {
+  const pfns = new Float64Array(pages);
+  for (let i = 0; i < pages; i++) pfns[i] = kvm.w.pages.allocPage("movable").pfn;
+  return pfns;
+}
+
+/**
+ * Fault in every page at `level` through kvm_tdp_mmu_map() under the read lock.
+ * MODEL: at 4K the host side (get_user_pages) is replaced by the frames of hostFrames(), as
+ * a populate-without-exits benchmark measures only the MMU.
+ */
+function populate(vm: Vm, pages: number, level: 1 | 2, pfns: Float64Array | null): void {
   const { kvm, vcpu, slot } = vm;
   const step = level === 1 ? 1 : 512;
   // One fault record, refilled for each fault, as the kernel's lives on the stack.
@@ -102,7 +112,7 @@ function populate(vm: Vm, pages: number, level: 1 | 2): void {
     fault.hugePageDisallowed = false;
     fault.gfn = gfn;
     fault.mmuSeq = kvm.mmuInvalidateSeq;
-    fault.pfn = 0x1000000 + i;
+    fault.pfn = pfns?.[i] ?? -1;
     fault.hva = slot.gfnToHva(gfn);
     if (level === 2) kvm.mm.gupFastOnly(fault.hva, true) ?? drive(kvm.mm.gup(fault.hva, true));
     if (level === 2) fault.pfn = kvm.mm.pte(fault.hva)!.pfn;
@@ -121,18 +131,19 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
   const pml = op === "clear-dirty";
   const vm = makeVm(gib, pml ? "ept" : "npt", pml);
   const { kvm, slot } = vm;
+  const pfns = hostFrames(kvm, pages);
   let t0 = 0;
   let t1 = 0;
   let bytes = 0;
   switch (op) {
     case "populate":
       t0 = performance.now();
-      populate(vm, pages, 1);
+      populate(vm, pages, 1, pfns);
       t1 = performance.now();
       bytes = tableBytesPerPage(kvm, pages);
       break;
     case "zap":
-      populate(vm, pages, 1);
+      populate(vm, pages, 1, pfns);
       bytes = tableBytesPerPage(kvm, pages);
       t0 = performance.now();
       drive(kvm.mmuLock.writeLock());
@@ -142,7 +153,7 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
       break;
     case "clear-dirty": {
       // KVM_CLEAR_DIRTY_LOG with PML: clear D bits a 64-page word at a time, write lock.
-      populate(vm, pages, 1);
+      populate(vm, pages, 1, pfns);
       bytes = tableBytesPerPage(kvm, pages);
       kvm.manualDirtyLogProtect = true;
       slot.flags |= KVM_MEM_LOG_DIRTY_PAGES;
@@ -154,7 +165,7 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
       break;
     }
     case "age":
-      populate(vm, pages, 1);
+      populate(vm, pages, 1, pfns);
       bytes = tableBytesPerPage(kvm, pages);
       t0 = performance.now();
       drive(kvm.mmuLock.writeLock());
@@ -163,7 +174,7 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
       t1 = performance.now();
       break;
     case "split":
-      populate(vm, pages, 2);
+      populate(vm, pages, 2, null);
       t0 = performance.now();
       drive(kvm.mmuLock.readLock());
       drive(kvmTdpMmuTrySplitHugePages(kvm, slot, slot.baseGfn, slot.endGfn, 1, true));

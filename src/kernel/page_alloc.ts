@@ -12,6 +12,8 @@
 // allocations by different threads commute.
 import { touch } from "../rt/index.js";
 import { objOf } from "./footprint.js";
+/** Frames per entry of PageAllocator.runs. */
+const RUN = 512;
 /** Fresh page-table frames per thread. */
 const UNMOVABLE_STRIDE = 0x4000;
 const UNMOVABLE_THREADS = 32;
@@ -44,7 +46,12 @@ export const ZERO_PFN = 0x2a00;
 export const HUGE_ZERO_PFN = 0x3e00;
 
 export class PageAllocator {
-  private readonly pages = new Map<number, Page>();
+  /**
+   * The struct pages made so far, by frame, in runs of 512 frames (one 2M extent): a lookup
+   * is a get in a small map plus an index, where one map of every frame would cost a few
+   * cache misses at each of the hundreds of thousands of pages a large VM maps.
+   */
+  private readonly runs = new Map<number, (Page | undefined)[]>();
   private readonly freeLists: Record<MigrateType, number[]> = { unmovable: [], movable: [] };
   private readonly freeHuge: number[][] = [[], [], []];
   private nextMovable = MOVABLE_BASE;
@@ -67,8 +74,22 @@ export class PageAllocator {
     const p = new Page(pfn, order);
     p.free = false;
     p.refcount = 1;
-    this.pages.set(pfn, p);
+    this.setPage(pfn, p);
     return p;
+  }
+
+  private page(pfn: number): Page | undefined {
+    return this.runs.get(Math.floor(pfn / RUN))?.[pfn % RUN];
+  }
+
+  private setPage(pfn: number, p: Page): void {
+    const key = Math.floor(pfn / RUN);
+    let run = this.runs.get(key);
+    if (run === undefined) {
+      run = new Array<Page | undefined>(RUN).fill(undefined);
+      this.runs.set(key, run);
+    }
+    run[pfn % RUN] = p;
   }
 
   /** alloc_page(): one 4K frame with refcount 1. */
@@ -98,10 +119,10 @@ export class PageAllocator {
   }
 
   private hand(pfn: number, order: number): Page {
-    let p = this.pages.get(pfn);
+    let p = this.page(pfn);
     if (p === undefined || p.order !== order) {
       p = new Page(pfn, order);
-      this.pages.set(pfn, p);
+      this.setPage(pfn, p);
     }
     touch(objOf.page(pfn), "w");
     p.free = false;
@@ -115,10 +136,10 @@ export class PageAllocator {
 
   /** The struct page of a frame: for a frame inside a compound page, its head. */
   pfnToPage(pfn: number): Page | undefined {
-    const p = this.pages.get(pfn);
+    const p = this.page(pfn);
     if (p !== undefined) return p;
     for (let order = 9; order <= 18; order += 9) {
-      const head = this.pages.get(pfn - (pfn % (1 << order)));
+      const head = this.page(pfn - (pfn % (1 << order)));
       if (head !== undefined && head.order === order) return head;
     }
     return undefined;
