@@ -191,15 +191,30 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
 // ---------------------------------------------------------------------------------------
 // Bare: the same radix walk and SPTE updates, no locks, stats, RCU or trace
 
-const P = 1n;
-const A = 0x20n;
-const D = 0x40n;
-const PFN = 0x000ffffffffff000n;
+// The engine's SPTE technique (src/spte/spte.ts, "Halves"): an SPTE is loaded and stored as
+// a bigint, and tested and built through its two 32-bit halves in a one-word scratch buffer.
+const WORD = new BigUint64Array(1);
+const HALF = new Uint32Array(WORD.buffer);
+const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HI = 1 - LO;
+const P = 1;
+const A = 0x20;
+const D = 0x40;
+
+/** The pfn (bits 51:12) of the SPTE in WORD. */
+const wordPfn = (): number => (HALF[HI]! & 0xfffff) * 0x100000 + (HALF[LO]! >>> 12);
+
+/** The SPTE with `pfn` in bits 51:12 and `low` in bits 11:0. */
+function spteOf(pfn: number, low: number): bigint {
+  HALF[LO] = ((pfn % 0x100000) << 12) | low;
+  HALF[HI] = Math.floor(pfn / 0x100000);
+  return WORD[0]!;
+}
 
 /** gfn / LEVEL_DIV[level] & 511 is the entry index at that level (gfns stay below 2^52). */
 const LEVEL_DIV = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36];
 
-class BareRadix {
+export class BareRadix {
   readonly tables: BigUint64Array[] = [new BigUint64Array(512)];
   private free: number[] = [];
 
@@ -219,47 +234,54 @@ class BareRadix {
       let t = this.tables[0]!;
       for (let level = 4; level > 1; level--) {
         const idx = (gfn / LEVEL_DIV[level]!) & 511;
-        let s = t[idx]!;
-        if ((s & P) === 0n) {
-          const c = this.alloc();
-          s = (BigInt(c) << 12n) | 0x827n;
-          t[idx] = s;
-        }
-        t = this.tables[Number((s & PFN) >> 12n)]!;
+        WORD[0] = t[idx]!;
+        let child: number;
+        if ((HALF[LO]! & P) === 0) {
+          child = this.alloc();
+          t[idx] = spteOf(child, 0x827);
+        } else child = wordPfn();
+        t = this.tables[child]!;
       }
-      t[gfn % 512] = (BigInt(0x1000000 + i) << 12n) | 0xe67n;
+      t[gfn & 511] = spteOf(0x1000000 + i, 0xe67);
     }
   }
 
-  /** Visit every leaf table under the root: the shape of a range walk. */
-  private forEachLeafTable(fn: (t: BigUint64Array) => void, t: BigUint64Array = this.tables[0]!, level = 4): void {
+  /** Every leaf table under the root, found by a walk over the non-leaf levels: the shape of a range walk. */
+  private leafTables(t: BigUint64Array = this.tables[0]!, level = 4, out: BigUint64Array[] = []): BigUint64Array[] {
     for (let i = 0; i < 512; i++) {
-      const s = t[i]!;
-      if ((s & P) === 0n) continue;
-      const c = this.tables[Number((s & PFN) >> 12n)]!;
-      if (level === 2) fn(c);
-      else this.forEachLeafTable(fn, c, level - 1);
+      WORD[0] = t[i]!;
+      if ((HALF[LO]! & P) === 0) continue;
+      const c = this.tables[wordPfn()]!;
+      if (level === 2) out.push(c);
+      else this.leafTables(c, level - 1, out);
     }
+    return out;
   }
 
   zap(): void {
-    const root = this.tables[0]!;
-    this.forEachLeafTable((t) => {
-      for (let i = 0; i < 512; i++) if (t[i]! & P) t[i] = 0n;
-    });
+    for (const t of this.leafTables()) {
+      for (let i = 0; i < 512; i++) {
+        WORD[0] = t[i]!;
+        if ((HALF[LO]! & P) !== 0) t[i] = 0n;
+      }
+    }
     // Free every table below the root.
     for (let i = 1; i < this.tables.length; i++) this.free.push(i);
-    root.fill(0n);
+    this.tables[0]!.fill(0n);
   }
 
-  clearBits(mask: bigint): void {
-    const keep = ~mask;
-    this.forEachLeafTable((t) => {
+  /** Clear `mask` (bits 11:0) in every leaf that has any of it. */
+  clearBits(mask: number): void {
+    // The new value is made as a bigint, loaded and stored in one expression: the optimizing
+    // compiler keeps such a bigint in a register rather than allocating it.
+    const keep = ~BigInt(mask);
+    for (const t of this.leafTables()) {
       for (let i = 0; i < 512; i++) {
         const s = t[i]!;
-        if ((s & mask) !== 0n) t[i] = s & keep;
+        WORD[0] = s;
+        if ((HALF[LO]! & mask) !== 0) t[i] = s & keep;
       }
-    });
+    }
   }
 
   tableCount(): number {
