@@ -131,7 +131,7 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
   const pml = op === "clear-dirty";
   const vm = makeVm(gib, pml ? "ept" : "npt", pml);
   const { kvm, slot } = vm;
-  const pfns = hostFrames(kvm, pages);
+  const pfns = op === "split" ? null : hostFrames(kvm, pages);
   let t0 = 0;
   let t1 = 0;
   let bytes = 0;
@@ -313,8 +313,18 @@ function runBare(op: BenchOp, gib: number): { ns: number; bytes: number } {
 
 export class UsageProblem extends Error {}
 
-/** Best of `reps` runs (each on a fresh VM). */
+const WARMUP = 8;
+
+/** Best of `reps` runs (each on a fresh VM), after a warm-up. */
 export function bench(op: BenchOp, gib: number, bare: boolean, reps: number): BenchResult {
+  // Warm-up: the JIT needs a few runs before it has compiled the hot paths for good (the first
+  // runs of an op at 1 GiB are several times slower than the later ones), so the same op first
+  // runs WARMUP times on 1/16 GiB (at most `gib`), untimed.
+  const warmGib = Math.min(gib, 1 / 16);
+  for (let i = 0; i < WARMUP; i++) {
+    if (bare) runBare(op, warmGib);
+    else runFull(op, warmGib);
+  }
   let best = Infinity;
   let bytes = 0;
   for (let i = 0; i < reps; i++) {

@@ -11,8 +11,11 @@
 import { COPY, type Copier } from "../base/index.js";
 
 export const SPTES_PER_TABLE = 512;
-// Small chunks: the explorer builds a fresh host for every schedule.
-const TABLES_PER_CHUNK = 8;
+// Table storage is cut from chunks of shared memory. The first chunk of a host is small (the
+// explorer builds a fresh host for every schedule); each further one is twice as large, up to
+// 2 MiB, so that a large VM does not pay for hundreds of small SharedArrayBuffers.
+const FIRST_CHUNK_TABLES = 8;
+const MAX_CHUNK_TABLES = 512;
 
 /**
  * Chunks of hosts that were released (see PhysMem.release()), for the next host to cut
@@ -59,7 +62,11 @@ export class PhysMem {
   // reachable through `tables` or `poisoned`), so kept in private fields that state walks
   // (scenarios/state-lines.ts) do not see.
   #chunk: BigUint64Array | null = null;
-  #chunkUsed = TABLES_PER_CHUNK;
+  /** Tables cut from #chunk so far, and how many it holds. */
+  #chunkUsed = 0;
+  #chunkTables = 0;
+  /** The size of the next chunk this host makes, in tables. */
+  #nextChunkTables = FIRST_CHUNK_TABLES;
   /** Recycled table storage (from freed tables), reused before a new chunk is cut. */
   readonly #spareStorage: BigUint64Array[] = [];
   /** Every chunk this host cut tables from. */
@@ -78,12 +85,17 @@ export class PhysMem {
     if (this.#released) throw new Error("PhysMem: a table made after release()");
     let spt = this.#spareStorage.pop();
     if (spt === undefined) {
-      if (this.#chunk === null || this.#chunkUsed === TABLES_PER_CHUNK) {
-        const spare = spareChunks.pop();
-        if (spare !== undefined) spare.fill(0n);
-        this.#chunk = spare ?? new BigUint64Array(new SharedArrayBuffer(TABLES_PER_CHUNK * SPTES_PER_TABLE * 8));
-        this.#chunks.push(this.#chunk);
+      if (this.#chunk === null || this.#chunkUsed === this.#chunkTables) {
+        let chunk = spareChunks.pop();
+        if (chunk !== undefined) chunk.fill(0n);
+        else {
+          chunk = new BigUint64Array(new SharedArrayBuffer(this.#nextChunkTables * SPTES_PER_TABLE * 8));
+          this.#nextChunkTables = Math.min(2 * this.#nextChunkTables, MAX_CHUNK_TABLES);
+        }
+        this.#chunk = chunk;
+        this.#chunks.push(chunk);
         this.#chunkUsed = 0;
+        this.#chunkTables = chunk.length / SPTES_PER_TABLE;
       }
       spt = this.#chunk.subarray(this.#chunkUsed * SPTES_PER_TABLE, (this.#chunkUsed + 1) * SPTES_PER_TABLE);
       this.#chunkUsed++;
