@@ -36,6 +36,7 @@ export interface BenchResult {
 }
 
 const PAGES_PER_GIB = 262144;
+const BASE_GFN = 1 << 20; // 4 GiB, 1 GiB aligned, as bench/cbase
 
 /**
  * Let the young generation settle before the clock starts: enough short-lived garbage for a
@@ -48,7 +49,6 @@ function settleHeap(): void {
   for (let i = 0; i < 1 << 17; i++) settleSink[0] = new Array<number>(64).fill(i);
   settleSink[0] = null;
 }
-const BASE_GFN = 1 << 20; // 4 GiB, 1 GiB aligned, as bench/cbase
 
 // ---------------------------------------------------------------------------------------
 // Full bookkeeping: the engine itself (direct build when run from bin/tdpmmu.js)

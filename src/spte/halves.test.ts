@@ -39,7 +39,10 @@ import {
   spteAdEnabled,
   spteAdNeedWriteProtect,
   spteHasVolatileBits,
+  spteHasAnyOf,
   spteToPfn,
+  spteWithout,
+  u64Words,
   type MakeSpteParams,
   type SpteMasks,
 } from "./index.js";
@@ -258,6 +261,18 @@ test("halves: make_nonleaf_spte and make_huge_page_split_spte equal their bigint
         assert.equal(makeHugePageSplitSpte(m, huge, childLevel, childAccess, index, nx), ref.split(m, huge, childLevel, childAccess, index, nx));
       },
     ),
+    RUNS,
+  );
+});
+
+test("halves: the bit helpers equal `(s & mask) !== 0n`, `s & ~mask` and the two 32-bit words", () => {
+  fc.assert(
+    fc.property(spteArb, spteArb, (s, mask) => {
+      assert.equal(spteHasAnyOf(s, mask), (s & mask) !== 0n);
+      assert.equal(spteWithout(s, mask), s & ~mask & U64);
+      const [lo, hi] = u64Words(s);
+      assert.equal((BigInt(hi) << 32n) | BigInt(lo), s);
+    }),
     RUNS,
   );
 });

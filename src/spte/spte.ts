@@ -416,7 +416,7 @@ export function vmxGetMtMask(opts: {
 // below run on every step of every walk. So they test and build an SPTE as its two 32-bit
 // halves: a bigint stored into a one-word BigUint64Array reads back as two Uint32 words, and
 // two words written there read back as one bigint, with no allocation in between. The value
-// and meaning are the bigint's; `spte.test.ts` checks each helper against its plain bigint
+// and meaning are the bigint's; `halves.test.ts` checks each helper against its plain bigint
 // definition on random values.
 
 const WORD = new BigUint64Array(1);
