@@ -28,7 +28,7 @@ import {
   spteAdEnabled,
   spteAdNeedWriteProtect,
   spteToPfn,
-  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout, u64Words } from "../spte/index.js";
+  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout, spteWritableInvariantsBroken, u64Words } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
 import type { Kvm, KvmMemorySlot, KvmVcpu } from "./kvm_host.js";
 import {
@@ -352,10 +352,8 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
   if (wasLeaf && isMmioSpte(kvm.masks, newSpte))
     w.report("transitions", `present leaf 0x${oldSpte.toString(16)} at gfn 0x${gfn.toString(16)} replaced by MMIO SPTE 0x${newSpte.toString(16)} without a zap and flush`);
 
-  if (isLeaf) {
-    const bad = checkSpteWritableInvariants(kvm.masks, newSpte);
-    if (bad !== null) w.report("warn", `check_spte_writable_invariants: ${bad}`);
-  }
+  if (isLeaf && spteWritableInvariantsBroken(kvm.masks, newSpte))
+    w.report("warn", `check_spte_writable_invariants: ${checkSpteWritableInvariants(kvm.masks, newSpte)}`);
 
   if (!wasPresent && !isPresent) {
     // Non-present to non-present needs no bookkeeping, but only MMIO and REMOVED_SPTE

@@ -651,21 +651,30 @@ export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
 }
 
 /**
+ * Whether check_spte_writable_invariants() in arch/x86/kvm/mmu/spte.h would WARN, for a
+ * present leaf: MMU-writable without Host-writable, or Writable without MMU-writable.
+ * Small, so that the hot path it sits on (every SPTE change) can inline it; the message is
+ * checkSpteWritableInvariants()'s.
+ */
+export function spteWritableInvariantsBroken(m: SpteMasks, s: bigint): boolean {
+  const mw = maskWords(m);
+  WORD[0] = s;
+  const lo = HALF[LO]! | 0;
+  const hi = HALF[HI]! | 0;
+  if (((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0) return ((lo & mw.hostWritable.lo) | (hi & mw.hostWritable.hi)) === 0;
+  return (lo & LO_WRITABLE) !== 0;
+}
+
+/**
  * check_spte_writable_invariants() in arch/x86/kvm/mmu/spte.h, for a present leaf.
  * Returns the WARN text for a forbidden Host-W / MMU-W / W combination, or null; the caller
  * raises the WARN.
  */
 export function checkSpteWritableInvariants(m: SpteMasks, s: bigint): string | null {
-  const mw = maskWords(m);
-  WORD[0] = s;
-  const lo = HALF[LO]! | 0;
-  const hi = HALF[HI]! | 0;
-  if (((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0) {
-    if (((lo & mw.hostWritable.lo) | (hi & mw.hostWritable.hi)) === 0) return `kvm: MMU-writable SPTE is not Host-writable: 0x${s.toString(16)}`;
-  } else if ((lo & LO_WRITABLE) !== 0) {
-    return `kvm: Writable SPTE is not MMU-writable: 0x${s.toString(16)}`;
-  }
-  return null;
+  if (!spteWritableInvariantsBroken(m, s)) return null;
+  return isMmuWritableSpte(m, s)
+    ? `kvm: MMU-writable SPTE is not Host-writable: 0x${s.toString(16)}`
+    : `kvm: Writable SPTE is not MMU-writable: 0x${s.toString(16)}`;
 }
 
 /**
