@@ -136,7 +136,3 @@ export function* cmpxchg(w: World, t: Table, idx: number, old: bigint, v: bigint
   return cur;
 }
 
-/** A shared counter update (atomic64_add and friends): commutes with its own kind. */
-export function* atomicAdd(counterId: number, label: string): Gen<void> {
-  yield step("rmw", counterId, "a", label);
-}

@@ -41,7 +41,7 @@ export function* kvmFlushRemoteTlbs(kvm: Kvm): Gen<void> {
 
 /** kvm_flush_remote_tlbs_with_address(): a ranged flush (kept ranged, see spec 00 §6). */
 export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages: number): Gen<void> {
-  yield* kickAndWait(kvm, `kvm_flush_remote_tlbs_with_address(0x${startGfn.toString(16)}, ${pages})`);
+  yield* kickAndWait(kvm, "kvm_flush_remote_tlbs_with_address", startGfn, pages);
   kvm.stat.remoteTlbFlushRequests++;
   for (const v of kvm.vcpus) v.tlb.flushRange(startGfn, pages);
   kvm.stat.remoteTlbFlush++;
@@ -51,8 +51,10 @@ export function* kvmFlushRemoteTlbsWithAddress(kvm: Kvm, startGfn: number, pages
  * MODEL: KVM_REQUEST_WAIT: kick every vCPU out of guest mode and wait until none is in it. While
  * a kick is pending no vCPU enters guest mode, so the wait always ends.
  */
-function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
-  yield step("write", kvm.objIds.kick, "w", `${label}: kick vCPUs`);
+function* kickAndWait(kvm: Kvm, what: string, startGfn = -1, pages = 0): Gen<void> {
+  // The labels are built inside the step announcements, which the direct build drops: a ranged
+  // flush can be one per SPTE.
+  yield step("write", kvm.objIds.kick, "w", `${flushLabel(what, startGfn, pages)}: kick vCPUs`);
   kvm.kicksPending++;
   // The kicker is fixed now: the scheduler evaluates the wait while another thread is current.
   const me = kvm.w.current;
@@ -60,13 +62,18 @@ function* kickAndWait(kvm: Kvm, label: string): Gen<void> {
     "flush",
     kvm.objIds.kick,
     "w",
-    `${label}: wait for vCPUs to leave guest mode`,
+    `${flushLabel(what, startGfn, pages)}: wait for vCPUs to leave guest mode`,
     () => noVcpuInGuestMode(kvm, me),
     () => vcpuThreadsInGuestMode(kvm, me),
   );
   for (const v of kvm.vcpus) touch(objOf.vcpuMode(v.vcpuId), "r");
   touch(kvm.objIds.kick, "w");
   kvm.kicksPending--;
+}
+
+/** `what`, with the range of a ranged flush (startGfn >= 0) as its arguments. */
+function flushLabel(what: string, startGfn: number, pages: number): string {
+  return startGfn < 0 ? what : `${what}(0x${startGfn.toString(16)}, ${pages})`;
 }
 
 /** MODEL: the kick-and-wait of KVM_REQUEST_WAIT completes once no vCPU is in guest mode. */
