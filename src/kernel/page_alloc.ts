@@ -14,6 +14,12 @@ import { touch } from "../rt/index.js";
 import { objOf } from "./footprint.js";
 /** Frames per entry of PageAllocator.runs. */
 const RUN = 512;
+/**
+ * The key of `pfn`'s run. Every frame the allocator hands out is below 2^31, where a shift
+ * gives the key as a small integer, which a Map looks up twice as fast as the same value
+ * computed as a floating-point number; others (a pfn read from a corrupt SPTE) divide.
+ */
+const runOf = (pfn: number): number => (pfn >= 0 && pfn < 0x80000000 ? pfn >>> 9 : Math.floor(pfn / RUN));
 /** Fresh page-table frames per thread. */
 const UNMOVABLE_STRIDE = 0x4000;
 const UNMOVABLE_THREADS = 32;
@@ -78,12 +84,26 @@ export class PageAllocator {
     return p;
   }
 
+  /**
+   * The run last found, and its key: a cache, as lookups come in streaks of nearby frames (a
+   * zap frees a table's 512 pages in order). Runs are never removed, so it never goes stale.
+   * Not state: scenarios/state-lines.ts leaves these two fields out.
+   */
+  private lastRunKey = NaN;
+  private lastRun: (Page | undefined)[] | undefined = undefined;
+
   private page(pfn: number): Page | undefined {
-    return this.runs.get(Math.floor(pfn / RUN))?.[pfn % RUN];
+    const key = runOf(pfn);
+    if (key === this.lastRunKey) return this.lastRun![pfn % RUN];
+    const run = this.runs.get(key);
+    if (run === undefined) return undefined;
+    this.lastRunKey = key;
+    this.lastRun = run;
+    return run[pfn % RUN];
   }
 
   private setPage(pfn: number, p: Page): void {
-    const key = Math.floor(pfn / RUN);
+    const key = runOf(pfn);
     let run = this.runs.get(key);
     if (run === undefined) {
       run = new Array<Page | undefined>(RUN).fill(undefined);

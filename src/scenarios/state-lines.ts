@@ -5,8 +5,8 @@
 
 import { ShapeCache, fieldAccess, fnv1a } from "../base/index.js";
 
-/** Fields that record how a state was reached, not what it is. */
-const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId"]);
+/** Fields that record how a state was reached, not what it is (histories and lookup caches). */
+const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId", "lastRunKey", "lastRun"]);
 
 export function stateLines(root: object): string[] {
   const seen = new Map<object, string>();
