@@ -8,6 +8,8 @@
 //   yield* expr                 ->  expr
 //   yield step;  (a statement)  ->  ;
 //   STEPPED      (read, not imported or exported)  ->  false, so branches on it fold away
+//   touch(...); touchAll();  (statements)  ->  ;  footprints are for the explorer, which
+//                                               never runs this build (arguments are pure)
 // Any other use of `yield` is an error: the engine may only announce steps as statements.
 // A module `x.direct.js` replaces its sibling `x.js` (the step driver).
 import fs from "node:fs";
@@ -45,6 +47,15 @@ export function strip(code, file) {
         edits.push([parent.getStart(sf), parent.end, ";"]);
         return; // the announcement and everything inside it go away
       }
+    }
+    if (
+      ts.isExpressionStatement(node) &&
+      ts.isCallExpression(node.expression) &&
+      ts.isIdentifier(node.expression.expression) &&
+      (node.expression.expression.text === "touch" || node.expression.expression.text === "touchAll")
+    ) {
+      edits.push([node.getStart(sf), node.end, ";"]);
+      return;
     }
     if (
       ts.isIdentifier(node) &&
