@@ -3,7 +3,7 @@
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
 import { FALSE_NOW, STEPPED, readOnce, readOnceInto, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
-import { isLastSpte, isShadowPresentPte, spteHasVolatileBits, spteToPfn, kvmPagesPerHpage } from "../spte/index.js";
+import { hi32, isLastSpteWords, isShadowPresentPteWords, kvmPagesPerHpage, lo32, maskWords, spteHasVolatileBitsWords, spteToPfnWords } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
 
@@ -41,7 +41,8 @@ export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, v: bigint)
  * the value really replaced.
  */
 export function* kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, oldSpte: bigint, newSpte: bigint, level: number): Gen<bigint> {
-  if (isShadowPresentPte(oldSpte) && isLastSpte(oldSpte, level) && spteHasVolatileBits(kvm.masks, oldSpte))
+  const lo = lo32(oldSpte);
+  if (isShadowPresentPteWords(lo) && isLastSpteWords(lo, level) && spteHasVolatileBitsWords(maskWords(kvm.masks), lo, hi32(oldSpte)))
     return yield* kvmTdpMmuWriteSpteAtomic(kvm, t, idx, newSpte);
   yield* __kvmTdpMmuWriteSpte(kvm, t, idx, newSpte);
   return oldSpte;
@@ -49,8 +50,9 @@ export function* kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, oldSpte: bi
 
 /** spte_to_child_pt(): the table a non-leaf SPTE points to, or null. */
 export function spteToChildPt(kvm: Kvm, spte: bigint, level: number): Table | null {
-  if (!isShadowPresentPte(spte) || isLastSpte(spte, level)) return null;
-  return kvm.tableAt(spteToPfn(spte)) ?? null;
+  const lo = lo32(spte);
+  if (!isShadowPresentPteWords(lo) || isLastSpteWords(lo, level)) return null;
+  return kvm.tableAt(spteToPfnWords(lo, hi32(spte))) ?? null;
 }
 
 /** struct tdp_iter */

@@ -14,7 +14,6 @@ import {
   REMOVED_SPTE,
   checkSpteWritableInvariants,
   isAccessedSpte,
-  isDirtySpte,
   isLargePte,
   isLastSpte,
   isMmioSpte,
@@ -28,7 +27,18 @@ import {
   spteAdEnabled,
   spteAdNeedWriteProtect,
   spteToPfn,
-  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout, spteWritableInvariantsBroken, u64Words } from "../spte/index.js";
+  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout, u64Words,
+  hi32,
+  isAccessedSpteWords,
+  isDirtySpteWords,
+  isLastSpteWords,
+  isMmioSpteWords,
+  isShadowPresentPteWords,
+  isWritablePteWords,
+  lo32,
+  maskWords,
+  spteToPfnWords,
+  spteWritableInvariantsBrokenWords } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
 import type { Kvm, KvmMemorySlot, KvmVcpu } from "./kvm_host.js";
 import {
@@ -327,11 +337,17 @@ function* handleRemovedPt(kvm: Kvm, pt: Table, shared: boolean): Gen<void> {
  */
 function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint, newSpte: bigint, level: number, shared: boolean): Gen<void> {
   const w = kvm.w;
-  const wasPresent = isShadowPresentPte(oldSpte);
-  const isPresent = isShadowPresentPte(newSpte);
-  const wasLeaf = wasPresent && isLastSpte(oldSpte, level);
-  const isLeaf = isPresent && isLastSpte(newSpte, level);
-  const pfnChanged = spteToPfn(oldSpte) !== spteToPfn(newSpte);
+  // Each SPTE is split into its 32-bit halves once, and asked everything below on those.
+  const mw = maskWords(kvm.masks);
+  const oLo = lo32(oldSpte);
+  const oHi = hi32(oldSpte);
+  const nLo = lo32(newSpte);
+  const nHi = hi32(newSpte);
+  const wasPresent = isShadowPresentPteWords(oLo);
+  const isPresent = isShadowPresentPteWords(nLo);
+  const wasLeaf = wasPresent && isLastSpteWords(oLo, level);
+  const isLeaf = isPresent && isLastSpteWords(nLo, level);
+  const pfnChanged = spteToPfnWords(oLo, oHi) !== spteToPfnWords(nLo, nHi);
 
   w.warnOn(level > 5 || level < PG_LEVEL_4K, "__handle_changed_spte: bad level");
   w.warnOn(roundGfnForLevel(gfn, level) !== gfn, "__handle_changed_spte: gfn not aligned to level");
@@ -351,17 +367,17 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
   if (wasPresent && !wasLeaf && isPresent && !isLeaf && ((oldSpte ^ newSpte) & ~kvm.masks.shadowAccessedMask) !== 0n)
     w.report("transitions", `non-leaf SPTE at gfn 0x${gfn.toString(16)} (L${level}) edited: 0x${oldSpte.toString(16)} -> 0x${newSpte.toString(16)}`);
   // A present leaf may only go away through non-present plus a flush, never straight to MMIO.
-  if (wasLeaf && isMmioSpte(kvm.masks, newSpte))
+  if (wasLeaf && isMmioSpteWords(kvm.masks, mw, nLo, nHi))
     w.report("transitions", `present leaf 0x${oldSpte.toString(16)} at gfn 0x${gfn.toString(16)} replaced by MMIO SPTE 0x${newSpte.toString(16)} without a zap and flush`);
 
-  if (isLeaf && spteWritableInvariantsBroken(kvm.masks, newSpte))
+  if (isLeaf && spteWritableInvariantsBrokenWords(mw, nLo, nHi))
     w.report("warn", `check_spte_writable_invariants: ${checkSpteWritableInvariants(kvm.masks, newSpte)}`);
 
   if (!wasPresent && !isPresent) {
     // Non-present to non-present needs no bookkeeping, but only MMIO and REMOVED_SPTE
     // are expected to get here.
     w.warnOn(
-      !isMmioSpte(kvm.masks, oldSpte) && !isMmioSpte(kvm.masks, newSpte) && !isRemovedSpte(newSpte),
+      !isMmioSpteWords(kvm.masks, mw, oLo, oHi) && !isMmioSpteWords(kvm.masks, mw, nLo, nHi) && !isRemovedSpte(newSpte),
       `unexpected non-present SPTE change 0x${oldSpte.toString(16)} -> 0x${newSpte.toString(16)} at gfn 0x${gfn.toString(16)}`,
     );
     return;
@@ -369,8 +385,8 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
 
   if (isLeaf !== wasLeaf) yield* kvmUpdatePageStats(kvm, level, isLeaf ? 1 : -1);
 
-  if (wasLeaf && isDirtySpte(kvm.masks, oldSpte) && (!isPresent || !isDirtySpte(kvm.masks, newSpte) || pfnChanged))
-    kvmSetPfnDirty(kvm, spteToPfn(oldSpte));
+  if (wasLeaf && isDirtySpteWords(mw, oLo, oHi) && (!isPresent || !isDirtySpteWords(mw, nLo, nHi) || pfnChanged))
+    kvmSetPfnDirty(kvm, spteToPfnWords(oLo, oHi));
 
   // A page table went away: recursively take it down.
   if (wasPresent && !wasLeaf && (isLeaf || !isPresent || w.warnOn(pfnChanged, "a non-leaf SPTE changed pfn"))) {
@@ -393,17 +409,25 @@ function checkZapObligations(kvm: Kvm, asId: number, gfn: number, level: number,
 
 /** handle_changed_spte_acc_track() */
 function handleChangedSpteAccTrack(kvm: Kvm, oldSpte: bigint, newSpte: bigint, level: number): void {
-  if (!isShadowPresentPte(oldSpte) || !isLastSpte(oldSpte, level)) return;
-  if (!isAccessedSpte(kvm.masks, oldSpte)) return;
-  if (!isShadowPresentPte(newSpte) || !isAccessedSpte(kvm.masks, newSpte) || spteToPfn(oldSpte) !== spteToPfn(newSpte))
-    kvmSetPfnAccessed(kvm, spteToPfn(oldSpte));
+  const oLo = lo32(oldSpte);
+  if (!isShadowPresentPteWords(oLo) || !isLastSpteWords(oLo, level)) return;
+  const mw = maskWords(kvm.masks);
+  const oHi = hi32(oldSpte);
+  if (!isAccessedSpteWords(mw, oLo, oHi)) return;
+  const nLo = lo32(newSpte);
+  const nHi = hi32(newSpte);
+  const pfn = spteToPfnWords(oLo, oHi);
+  if (!isShadowPresentPteWords(nLo) || !isAccessedSpteWords(mw, nLo, nHi) || pfn !== spteToPfnWords(nLo, nHi)) kvmSetPfnAccessed(kvm, pfn);
 }
 
 /** handle_changed_spte_dirty_log() */
 function handleChangedSpteDirtyLog(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint, newSpte: bigint, level: number): void {
   if (level > PG_LEVEL_4K) return;
-  const pfnChanged = spteToPfn(oldSpte) !== spteToPfn(newSpte);
-  if ((!isWritablePte(oldSpte) || pfnChanged) && isWritablePte(newSpte)) {
+  const nLo = lo32(newSpte);
+  if (!isWritablePteWords(nLo)) return;
+  const oLo = lo32(oldSpte);
+  const pfnChanged = spteToPfnWords(oLo, hi32(oldSpte)) !== spteToPfnWords(nLo, hi32(newSpte));
+  if (!isWritablePteWords(oLo) || pfnChanged) {
     const slot = gfnToMemslot(kvm, asId, gfn);
     markPageDirtyInSlot(kvm, slot, gfn);
   }

@@ -425,13 +425,13 @@ const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
 const HI = 1 - LO;
 
 /** Bits 31:0 of `s`, as an int32 (so it compares equal to other `&`/`|` results). */
-function lo32(s: bigint): number {
+export function lo32(s: bigint): number {
   WORD[0] = s;
   return HALF[LO]! | 0;
 }
 
 /** Bits 63:32 of `s`, as an int32. */
-function hi32(s: bigint): number {
+export function hi32(s: bigint): number {
   WORD[0] = s;
   return HALF[HI]! | 0;
 }
@@ -444,7 +444,7 @@ function join(lo: number, hi: number): bigint {
 }
 
 /** A mask's halves, each an int32. */
-interface Words {
+export interface Words {
   readonly lo: number;
   readonly hi: number;
 }
@@ -455,7 +455,7 @@ function words(mask: bigint): Words {
 }
 
 /** The halves of the masks the hot helpers use, made once per `SpteMasks` record. */
-interface MaskWords {
+export interface MaskWords {
   readonly user: Words;
   readonly accessed: Words;
   readonly dirty: Words;
@@ -475,7 +475,7 @@ const maskWordsOf = new WeakMap<SpteMasks, MaskWords>();
 let lastMasks: SpteMasks | null = null;
 let lastWords: MaskWords | null = null;
 
-function maskWords(m: SpteMasks): MaskWords {
+export function maskWords(m: SpteMasks): MaskWords {
   if (m === lastMasks) return lastWords!;
   let mw = maskWordsOf.get(m);
   if (mw === undefined) {
@@ -545,6 +545,72 @@ export function u64Words(v: bigint): [lo: number, hi: number] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The predicates on halves: `lo` and `hi` are lo32(s) and hi32(s) of an SPTE s, `mw` is
+// maskWords(m). Code that asks many questions of one SPTE (handle_changed_spte()) splits it
+// once and asks these; the predicates below on a bigint are each one split and one of these.
+
+/** is_shadow_present_pte() on the low half. */
+export function isShadowPresentPteWords(lo: number): boolean {
+  return (lo & LO_PRESENT) !== 0;
+}
+
+/** is_last_spte() on the low half. */
+export function isLastSpteWords(lo: number, level: number): boolean {
+  return level === PG_LEVEL_4K || (lo & LO_LARGE) !== 0;
+}
+
+/** is_writable_pte() on the low half. */
+export function isWritablePteWords(lo: number): boolean {
+  return (lo & LO_WRITABLE) !== 0;
+}
+
+/** spte_to_pfn() on the halves. */
+export function spteToPfnWords(lo: number, hi: number): number {
+  return (hi & HI_PFN) * 0x100000 + (lo >>> 12);
+}
+
+/** is_mmio_spte() on the halves. */
+export function isMmioSpteWords(m: SpteMasks, mw: MaskWords, lo: number, hi: number): boolean {
+  return (lo & mw.mmioMask.lo) === mw.mmioValue.lo && (hi & mw.mmioMask.hi) === mw.mmioValue.hi && m.enableMmioCaching;
+}
+
+/** is_accessed_spte() on the halves. */
+export function isAccessedSpteWords(mw: MaskWords, lo: number, hi: number): boolean {
+  if (adEnabledHi(hi) && (mw.accessed.lo | mw.accessed.hi) !== 0) return ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
+  return !accessTrackWords(mw, lo, hi);
+}
+
+/** is_dirty_spte() on the halves. */
+export function isDirtySpteWords(mw: MaskWords, lo: number, hi: number): boolean {
+  if (adEnabledHi(hi) && (mw.dirty.lo | mw.dirty.hi) !== 0) return ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
+  return (lo & LO_WRITABLE) !== 0;
+}
+
+/** is_mmu_writable_spte() on the halves. */
+export function isMmuWritableSpteWords(mw: MaskWords, lo: number, hi: number): boolean {
+  return ((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0;
+}
+
+/** Whether check_spte_writable_invariants() would WARN, on the halves. */
+export function spteWritableInvariantsBrokenWords(mw: MaskWords, lo: number, hi: number): boolean {
+  if (isMmuWritableSpteWords(mw, lo, hi)) return ((lo & mw.hostWritable.lo) | (hi & mw.hostWritable.hi)) === 0;
+  return (lo & LO_WRITABLE) !== 0;
+}
+
+/** spte_has_volatile_bits() on the halves. */
+export function spteHasVolatileBitsWords(mw: MaskWords, lo: number, hi: number): boolean {
+  const writable = (lo & LO_WRITABLE) !== 0;
+  if (!writable && isMmuWritableSpteWords(mw, lo, hi)) return true;
+  if (accessTrackWords(mw, lo, hi)) return true;
+  if (adEnabledHi(hi)) {
+    const accessed = ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
+    const dirty = ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
+    if (!accessed || (writable && !dirty)) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Predicates (arch/x86/kvm/mmu/spte.h), spec §3. All pure; Context: any, never yields.
 
 /** is_removed_spte() in arch/x86/kvm/mmu/spte.h. */
@@ -556,12 +622,12 @@ export function isRemovedSpte(s: bigint): boolean {
 export function isMmioSpte(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
   WORD[0] = s;
-  return (HALF[LO]! & mw.mmioMask.lo) === mw.mmioValue.lo && (HALF[HI]! & mw.mmioMask.hi) === mw.mmioValue.hi && m.enableMmioCaching;
+  return isMmioSpteWords(m, mw, HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 /** is_shadow_present_pte() in arch/x86/kvm/mmu/spte.h: the software bit 11, not hardware presence. */
 export function isShadowPresentPte(s: bigint): boolean {
-  return (lo32(s) & LO_PRESENT) !== 0;
+  return isShadowPresentPteWords(lo32(s));
 }
 
 /** kvm_ad_enabled() in arch/x86/kvm/mmu/spte.h. */
@@ -602,7 +668,7 @@ export function isLargePte(s: bigint): boolean {
 
 /** is_last_spte() in arch/x86/kvm/mmu/spte.h. True for any value at 4K, present or not. */
 export function isLastSpte(s: bigint, level: number): boolean {
-  return level === PG_LEVEL_4K || (lo32(s) & LO_LARGE) !== 0;
+  return isLastSpteWords(lo32(s), level);
 }
 
 /** is_executable_pte() in arch/x86/kvm/mmu/spte.h. */
@@ -615,39 +681,33 @@ export function isExecutablePte(m: SpteMasks, s: bigint): boolean {
 /** spte_to_pfn() in arch/x86/kvm/mmu/spte.h. */
 export function spteToPfn(s: bigint): number {
   WORD[0] = s;
-  return (HALF[HI]! & HI_PFN) * 0x100000 + (HALF[LO]! >>> 12);
+  return spteToPfnWords(HALF[LO]!, HALF[HI]!);
 }
 
 /** is_accessed_spte() in arch/x86/kvm/mmu/spte.h. Without A/D bits, "not access-tracked" stands in. */
 export function isAccessedSpte(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
   WORD[0] = s;
-  const lo = HALF[LO]! | 0;
-  const hi = HALF[HI]! | 0;
-  if (adEnabledHi(hi) && (mw.accessed.lo | mw.accessed.hi) !== 0) return ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
-  return !accessTrackWords(mw, lo, hi);
+  return isAccessedSpteWords(mw, HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 /** is_dirty_spte() in arch/x86/kvm/mmu/spte.h. Without A/D bits, W stands in for D. */
 export function isDirtySpte(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
   WORD[0] = s;
-  const lo = HALF[LO]! | 0;
-  const hi = HALF[HI]! | 0;
-  if (adEnabledHi(hi) && (mw.dirty.lo | mw.dirty.hi) !== 0) return ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
-  return (lo & LO_WRITABLE) !== 0;
+  return isDirtySpteWords(mw, HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 /** is_writable_pte() in arch/x86/kvm/mmu/spte.h: hardware W (bit 1 in both formats). */
 export function isWritablePte(s: bigint): boolean {
-  return (lo32(s) & LO_WRITABLE) !== 0;
+  return isWritablePteWords(lo32(s));
 }
 
 /** is_mmu_writable_spte() in arch/x86/kvm/mmu/spte.h. */
 export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
   WORD[0] = s;
-  return ((HALF[LO]! & mw.mmuWritable.lo) | (HALF[HI]! & mw.mmuWritable.hi)) !== 0;
+  return isMmuWritableSpteWords(mw, HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 /**
@@ -659,10 +719,7 @@ export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
 export function spteWritableInvariantsBroken(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
   WORD[0] = s;
-  const lo = HALF[LO]! | 0;
-  const hi = HALF[HI]! | 0;
-  if (((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0) return ((lo & mw.hostWritable.lo) | (hi & mw.hostWritable.hi)) === 0;
-  return (lo & LO_WRITABLE) !== 0;
+  return spteWritableInvariantsBrokenWords(mw, HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 /**
@@ -685,17 +742,7 @@ export function checkSpteWritableInvariants(m: SpteMasks, s: bigint): string | n
 export function spteHasVolatileBits(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
   WORD[0] = s;
-  const lo = HALF[LO]! | 0;
-  const hi = HALF[HI]! | 0;
-  const writable = (lo & LO_WRITABLE) !== 0;
-  if (!writable && ((lo & mw.mmuWritable.lo) | (hi & mw.mmuWritable.hi)) !== 0) return true;
-  if (accessTrackWords(mw, lo, hi)) return true;
-  if (adEnabledHi(hi)) {
-    const accessed = ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
-    const dirty = ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
-    if (!accessed || (writable && !dirty)) return true;
-  }
-  return false;
+  return spteHasVolatileBitsWords(mw, HALF[LO]! | 0, HALF[HI]! | 0);
 }
 
 // ---------------------------------------------------------------------------------------------
