@@ -712,9 +712,8 @@ export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
 
 /**
  * Whether check_spte_writable_invariants() in arch/x86/kvm/mmu/spte.h would WARN, for a
- * present leaf: MMU-writable without Host-writable, or Writable without MMU-writable.
- * Small, so that the hot path it sits on (every SPTE change) can inline it; the message is
- * checkSpteWritableInvariants()'s.
+ * present leaf: MMU-writable without Host-writable, or Writable without MMU-writable. The
+ * message is checkSpteWritableInvariants()'s, built only when it does.
  */
 export function spteWritableInvariantsBroken(m: SpteMasks, s: bigint): boolean {
   const mw = maskWords(m);
