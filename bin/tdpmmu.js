@@ -13,7 +13,7 @@ for (const stream of [process.stdout, process.stderr])
   });
 // The engine is deep chains of small functions (a walk is some thirty calls per page). V8's
 // default budget for inlining into one optimized function stops well short of that; a larger
-// one makes the bench operations 20-30 % faster (measured with `tdpmmu bench`, see README).
+// one makes the bench operations 18-36 % faster (measured with `tdpmmu bench`, see README).
 // It must be set before any code is optimized, so here, before the engine is loaded.
 v8.setFlagsFromString("--max-inlined-bytecode-size-cumulative=4000");
 const stepped = cmd === "explore" || cmd === "replay" || cmd === "seed-demo" || cmd === "audit";
