@@ -28,16 +28,17 @@ interface Held {
 
 /** Per-thread held locks, for lockdep assertions and for the trace's "locks held" column. */
 export class Lockdep {
-  private readonly held = new Map<number, Held[]>();
+  /** By thread number (small integers): an array, as assertions on every SPTE write ask it. */
+  private readonly held: (Held[] | undefined)[] = [];
 
   acquired(thread: number, lock: Held["lock"], mode: LockMode): void {
-    let h = this.held.get(thread);
-    if (h === undefined) this.held.set(thread, (h = []));
+    let h = this.held[thread];
+    if (h === undefined) this.held[thread] = h = [];
     h.push({ lock, mode });
   }
 
   released(thread: number, lock: Held["lock"]): boolean {
-    const h = this.held.get(thread);
+    const h = this.held[thread];
     const i = h === undefined ? -1 : h.findLastIndex((x) => x.lock === lock);
     if (i < 0) return false;
     h!.splice(i, 1);
@@ -45,7 +46,7 @@ export class Lockdep {
   }
 
   mode(thread: number, lock: Held["lock"]): LockMode | null {
-    const h = this.held.get(thread);
+    const h = this.held[thread];
     if (h === undefined) return null;
     for (let i = h.length - 1; i >= 0; i--) if (h[i]!.lock === lock) return h[i]!.mode;
     return null;
@@ -53,7 +54,7 @@ export class Lockdep {
 
   /** "mmu_lock(W) rcu" style summary of what `thread` holds. */
   describe(thread: number): string[] {
-    return (this.held.get(thread) ?? []).map((x) => `${x.lock.name}(${x.mode === "write" ? "W" : "R"})`);
+    return (this.held[thread] ?? []).map((x) => `${x.lock.name}(${x.mode === "write" ? "W" : "R"})`);
   }
 }
 
