@@ -4,6 +4,7 @@
 // bench/cbase, so the two can be compared as a ratio in one run).
 import { performance } from "node:perf_hooks";
 import { World, drive } from "../kernel/index.js";
+import { join, lo32, spteToPfn } from "../spte/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   kvmArchMmuEnableLogDirtyPtMasked,
@@ -209,24 +210,13 @@ function runFull(op: BenchOp, gib: number): { ns: number; bytes: number } {
 // Bare: the same radix walk and SPTE updates, no locks, stats, RCU or trace
 
 // The engine's SPTE technique (src/spte/spte.ts, "Halves"): an SPTE is loaded and stored as
-// a bigint, and tested and built through its two 32-bit halves in a one-word scratch buffer.
-const WORD = new BigUint64Array(1);
-const HALF = new Uint32Array(WORD.buffer);
-const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HI = 1 - LO;
+// a bigint, and tested and built through its two 32-bit halves.
 const P = 1;
 const A = 0x20;
 const D = 0x40;
 
-/** The pfn (bits 51:12) of the SPTE in WORD. */
-const wordPfn = (): number => (HALF[HI]! & 0xfffff) * 0x100000 + (HALF[LO]! >>> 12);
-
 /** The SPTE with `pfn` in bits 51:12 and `low` in bits 11:0. */
-function spteOf(pfn: number, low: number): bigint {
-  HALF[LO] = ((pfn % 0x100000) << 12) | low;
-  HALF[HI] = Math.floor(pfn / 0x100000);
-  return WORD[0]!;
-}
+const spteOf = (pfn: number, low: number): bigint => join(((pfn % 0x100000) << 12) | low, Math.floor(pfn / 0x100000));
 
 /** gfn / LEVEL_DIV[level] & 511 is the entry index at that level (gfns stay below 2^52). */
 const LEVEL_DIV = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36];
@@ -251,12 +241,12 @@ export class BareRadix {
       let t = this.tables[0]!;
       for (let level = 4; level > 1; level--) {
         const idx = (gfn / LEVEL_DIV[level]!) & 511;
-        WORD[0] = t[idx]!;
+        const s = t[idx]!;
         let child: number;
-        if ((HALF[LO]! & P) === 0) {
+        if ((lo32(s) & P) === 0) {
           child = this.alloc();
           t[idx] = spteOf(child, 0x827);
-        } else child = wordPfn();
+        } else child = spteToPfn(s);
         t = this.tables[child]!;
       }
       t[gfn & 511] = spteOf(0x1000000 + i, 0xe67);
@@ -266,9 +256,9 @@ export class BareRadix {
   /** Every leaf table under the root, found by a walk over the non-leaf levels: the shape of a range walk. */
   private leafTables(t: BigUint64Array = this.tables[0]!, level = 4, out: BigUint64Array[] = []): BigUint64Array[] {
     for (let i = 0; i < 512; i++) {
-      WORD[0] = t[i]!;
-      if ((HALF[LO]! & P) === 0) continue;
-      const c = this.tables[wordPfn()]!;
+      const s = t[i]!;
+      if ((lo32(s) & P) === 0) continue;
+      const c = this.tables[spteToPfn(s)]!;
       if (level === 2) out.push(c);
       else this.leafTables(c, level - 1, out);
     }
@@ -278,8 +268,7 @@ export class BareRadix {
   zap(): void {
     for (const t of this.leafTables()) {
       for (let i = 0; i < 512; i++) {
-        WORD[0] = t[i]!;
-        if ((HALF[LO]! & P) !== 0) t[i] = 0n;
+        if ((lo32(t[i]!) & P) !== 0) t[i] = 0n;
       }
     }
     // Free every table below the root.
@@ -295,8 +284,7 @@ export class BareRadix {
     for (const t of this.leafTables()) {
       for (let i = 0; i < 512; i++) {
         const s = t[i]!;
-        WORD[0] = s;
-        if ((HALF[LO]! & mask) !== 0) t[i] = s & keep;
+        if ((lo32(s) & mask) !== 0) t[i] = s & keep;
       }
     }
   }

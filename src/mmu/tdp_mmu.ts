@@ -27,7 +27,7 @@ import {
   spteAdEnabled,
   spteAdNeedWriteProtect,
   spteToPfn,
-  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout, u64Words,
+  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout,
   hi32,
   isAccessedSpteWords,
   isDirtySpteWords,
@@ -1076,7 +1076,7 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
   const first = gfn + __ffs(mask);
   // The mask as two 32-bit words (bit i of the mask is bit i % 32 of words[i >> 5]), so the
   // loop makes no bigints.
-  const words = u64Words(mask);
+  const words: [number, number] = [lo32(mask), hi32(mask)];
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, first); iter.valid && iter.gfn < gfn + 64; yield* iter.tdpIterNext()) {
     if ((words[0] | words[1]) === 0) break;
     if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;

@@ -437,7 +437,7 @@ export function hi32(s: bigint): number {
 }
 
 /** The SPTE whose halves are `lo` and `hi` (each taken mod 2^32). */
-function join(lo: number, hi: number): bigint {
+export function join(lo: number, hi: number): bigint {
   HALF[LO] = lo;
   HALF[HI] = hi;
   return WORD[0]!;
@@ -536,12 +536,6 @@ export function spteWithout(s: bigint, mask: bigint): bigint {
   const mhi = HALF[HI]!;
   WORD[0] = s;
   return join(HALF[LO]! & ~mlo, HALF[HI]! & ~mhi);
-}
-
-/** Bits 31:0 and 63:32 of a 64-bit value (an SPTE or a dirty-log mask word) as two uint32s. */
-export function u64Words(v: bigint): [lo: number, hi: number] {
-  WORD[0] = v;
-  return [HALF[LO]!, HALF[HI]!];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -711,23 +705,12 @@ export function isMmuWritableSpte(m: SpteMasks, s: bigint): boolean {
 }
 
 /**
- * Whether check_spte_writable_invariants() in arch/x86/kvm/mmu/spte.h would WARN, for a
- * present leaf: MMU-writable without Host-writable, or Writable without MMU-writable. The
- * message is checkSpteWritableInvariants()'s, built only when it does.
- */
-export function spteWritableInvariantsBroken(m: SpteMasks, s: bigint): boolean {
-  const mw = maskWords(m);
-  WORD[0] = s;
-  return spteWritableInvariantsBrokenWords(mw, HALF[LO]! | 0, HALF[HI]! | 0);
-}
-
-/**
  * check_spte_writable_invariants() in arch/x86/kvm/mmu/spte.h, for a present leaf.
  * Returns the WARN text for a forbidden Host-W / MMU-W / W combination, or null; the caller
  * raises the WARN.
  */
 export function checkSpteWritableInvariants(m: SpteMasks, s: bigint): string | null {
-  if (!spteWritableInvariantsBroken(m, s)) return null;
+  if (!spteWritableInvariantsBrokenWords(maskWords(m), lo32(s), hi32(s))) return null;
   return isMmuWritableSpte(m, s)
     ? `kvm: MMU-writable SPTE is not Host-writable: 0x${s.toString(16)}`
     : `kvm: Writable SPTE is not MMU-writable: 0x${s.toString(16)}`;
