@@ -915,8 +915,10 @@ export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrpro
     hi |= mw.me.hi;
   }
 
-  // pfn << PAGE_SHIFT: pfn bits 19:0 land in the low half, the rest in the high half.
-  lo |= (p.pfn % 0x100000) << 12;
+  // pfn << PAGE_SHIFT: pfn bits 19:0 land in the low half, the rest in the high half. (`&`
+  // takes the low 32 bits of any integer below 2^53 exactly; `%` on a double would be a
+  // floating-point remainder, a call.)
+  lo |= (p.pfn & 0xfffff) << 12;
   hi |= Math.floor(p.pfn / 0x100000);
 
   let skipToOut = false;
@@ -989,7 +991,7 @@ export function makeHugePageSplitSpte(
   // the low half, the rest in the high half). At 4K, PS goes.
   const offset = index * kvmPagesPerHpage(childLevel);
   WORD[0] = hugeSpte;
-  let lo = HALF[LO]! | ((offset % 0x100000) << 12);
+  let lo = HALF[LO]! | ((offset & 0xfffff) << 12);
   const hi = HALF[HI]! | Math.floor(offset / 0x100000);
   if (childLevel === PG_LEVEL_4K) lo &= ~LO_LARGE;
   let childSpte = join(lo, hi);
@@ -1012,7 +1014,7 @@ export function makeNonleafSpte(m: SpteMasks, childPa: bigint | number, adDisabl
     paLo = HALF[LO]!;
     paHi = HALF[HI]!;
   } else {
-    paLo = childPa % 0x100000000;
+    paLo = childPa | 0;
     paHi = Math.floor(childPa / 0x100000000);
   }
   let lo = LO_PRESENT | paLo | mw.present.lo | LO_WRITABLE | mw.user.lo | mw.x.lo | mw.me.lo;
