@@ -16,6 +16,8 @@ export const SPTES_PER_TABLE = 512;
 // 2 MiB, so that a large VM does not pay for hundreds of small SharedArrayBuffers.
 const FIRST_CHUNK_TABLES = 8;
 const MAX_CHUNK_TABLES = 512;
+/** Entries of PhysMem's cache of tables looked up lately (a power of two). */
+const RECENT = 64;
 
 /**
  * Chunks of hosts that were released (see PhysMem.release()), for the next host to cut
@@ -72,11 +74,17 @@ export class PhysMem {
   /** Every chunk this host cut tables from. */
   readonly #chunks: BigUint64Array[] = [];
   #released = false;
+  /**
+   * Tables looked up lately, by the low bits of their pfn: a cache in front of `tables`, as
+   * every walk looks up the same few tables on its way down. Not state (a private field).
+   */
+  readonly #recent: (Table | undefined)[] = new Array<Table | undefined>(RECENT).fill(undefined);
 
   /** Back frame `pfn` with page-table storage (zero-filled). */
   makeTable(pfn: number): Table {
     const t = new Table(pfn, this.storage(), this);
     this.tables.set(pfn, t);
+    this.#recent[pfn & (RECENT - 1)] = t;
     return t;
   }
 
@@ -122,7 +130,13 @@ export class PhysMem {
 
   /** The table in frame `pfn`, freed or not; undefined if the frame never held one. */
   table(pfn: number): Table | undefined {
-    return this.tables.get(pfn);
+    const slot = pfn & (RECENT - 1);
+    const t = this.#recent[slot];
+    // A live table of this host in frame `pfn` is the one `tables` holds for it.
+    if (t !== undefined && t.pfn === pfn && !t.freed) return t;
+    const u = this.tables.get(pfn);
+    if (u !== undefined) this.#recent[slot] = u;
+    return u;
   }
 
   /** The frame stops being a page table: poison it and keep the object so stale users are caught. */

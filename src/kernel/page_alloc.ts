@@ -12,7 +12,8 @@
 // allocations by different threads commute.
 import { touch } from "../rt/index.js";
 import { objOf } from "./footprint.js";
-/** Frames per entry of PageAllocator.runs. */
+/** Frames per entry of PageAllocator.runs (a power of two: a frame's place in its run is
+ * `pfn & (RUN - 1)`, where `%` on a double would be a floating-point remainder). */
 const RUN = 512;
 /**
  * The key of `pfn`'s run. Every frame the allocator hands out is below 2^31, where a shift
@@ -94,12 +95,12 @@ export class PageAllocator {
 
   private page(pfn: number): Page | undefined {
     const key = runOf(pfn);
-    if (key === this.lastRunKey) return this.lastRun![pfn % RUN];
+    if (key === this.lastRunKey) return this.lastRun![pfn & (RUN - 1)];
     const run = this.runs.get(key);
     if (run === undefined) return undefined;
     this.lastRunKey = key;
     this.lastRun = run;
-    return run[pfn % RUN];
+    return run[pfn & (RUN - 1)];
   }
 
   private setPage(pfn: number, p: Page): void {
@@ -109,7 +110,7 @@ export class PageAllocator {
       run = new Array<Page | undefined>(RUN).fill(undefined);
       this.runs.set(key, run);
     }
-    run[pfn % RUN] = p;
+    run[pfn & (RUN - 1)] = p;
   }
 
   /** alloc_page(): one 4K frame with refcount 1. */
