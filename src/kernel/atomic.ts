@@ -2,7 +2,7 @@
 // Single-copy-atomic accesses to page-table memory, each one step. Touching a table that
 // was already freed (through RCU or otherwise) is a use-after-free finding.
 import { step, STEPPED, type Gen, type Step } from "../rt/index.js";
-import type { Table } from "../hw/index.js";
+import { HI_HALF, LO_HALF, type Table } from "../hw/index.js";
 import type { World } from "./world.js";
 
 function checkLive(w: World, t: Table, what: string): void {
@@ -27,12 +27,29 @@ export function readOnce(w: World, t: Table, idx: number): Gen<bigint> {
 }
 
 /**
- * READ_ONCE(*sptep) whose value goes to `into.oldSpte`, for walks that keep the value they
- * read in their iterator (tdp_iter_next()'s step to the next sibling).
+ * Where a walk keeps the SPTE it read (tdp_iter's old_spte): as its two 32-bit halves, each
+ * an int32, so that reading and testing it makes no bigint.
  */
-export function readOnceInto(w: World, t: Table, idx: number, into: { oldSpte: bigint }): Gen<void> {
+export interface SpteHalves {
+  oldLo: number;
+  oldHi: number;
+}
+
+/** The load of READ_ONCE(*sptep) into `into`: the two halves of one 64-bit word. */
+function loadOnceInto(w: World, t: Table, idx: number, into: SpteHalves): void {
+  checkLive(w, t, "READ_ONCE");
+  const words = t.spt32;
+  into.oldLo = words[2 * idx + LO_HALF]! | 0;
+  into.oldHi = words[2 * idx + HI_HALF]! | 0;
+}
+
+/**
+ * READ_ONCE(*sptep) whose value goes to `into`, for walks that keep the value they read in
+ * their iterator. MODEL: one load, as the kernel's; halves only in how the value is kept.
+ */
+export function readOnceInto(w: World, t: Table, idx: number, into: SpteHalves): Gen<void> {
   if (!STEPPED) {
-    into.oldSpte = loadOnce(w, t, idx);
+    loadOnceInto(w, t, idx, into);
     return undefined as unknown as Gen<void>;
   }
   return OneRead.start(w, t, idx, into, step("read", t.sptep(idx), "r", "READ_ONCE(*sptep)")) as unknown as Gen<void>;
@@ -50,12 +67,12 @@ class OneRead {
   private w: World | null = null;
   private t: Table | null = null;
   private idx = 0;
-  private into: { oldSpte: bigint } | null = null;
+  private into: SpteHalves | null = null;
   private announce: Step | null = null;
   private readonly res: { done: boolean; value: Step | bigint | undefined } = { done: false, value: undefined };
 
   /** `announce` is made by the caller, so that a captured stack names the caller's callers. */
-  static start(w: World, t: Table, idx: number, into: { oldSpte: bigint } | null, announce: Step): Gen<bigint> {
+  static start(w: World, t: Table, idx: number, into: SpteHalves | null, announce: Step): Gen<bigint> {
     const r = OneRead.idle.pop() ?? new OneRead();
     r.w = w;
     r.t = t;
@@ -73,11 +90,10 @@ class OneRead {
       this.announce = null;
       return res as IteratorResult<Step, bigint | undefined>;
     }
-    const v = loadOnce(this.w!, this.t!, this.idx);
     res.done = true;
-    if (this.into === null) res.value = v;
+    if (this.into === null) res.value = loadOnce(this.w!, this.t!, this.idx);
     else {
-      this.into.oldSpte = v;
+      loadOnceInto(this.w!, this.t!, this.idx, this.into);
       res.value = undefined;
     }
     this.w = this.t = this.into = null;
@@ -125,6 +141,25 @@ export function* xchg(w: World, t: Table, idx: number, v: bigint): Gen<bigint> {
   const old = t.spt[idx]!;
   t.spt[idx] = v;
   return old;
+}
+
+/**
+ * try_cmpxchg64(sptep, &iter->old_spte, new) as the TDP MMU calls it: true if the SPTE held
+ * the old value and now holds `v`; false, with the value found in `into`, if not.
+ */
+export function* cmpxchgInto(w: World, t: Table, idx: number, into: SpteHalves, v: bigint): Gen<boolean> {
+  yield step("rmw", t.sptep(idx), "w", "cmpxchg64(sptep)");
+  checkLive(w, t, "cmpxchg64");
+  const words = t.spt32;
+  const lo = words[2 * idx + LO_HALF]! | 0;
+  const hi = words[2 * idx + HI_HALF]! | 0;
+  if (lo === into.oldLo && hi === into.oldHi) {
+    t.spt[idx] = v;
+    return true;
+  }
+  into.oldLo = lo;
+  into.oldHi = hi;
+  return false;
 }
 
 /** try_cmpxchg64(sptep, &old, new): returns the value found (== old on success). */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Lockdep, Mm, Rcu, RwLock, World, drive, type MmuNotifierOps, type NotifierRange } from "./index.js";
+import { Lockdep, Mm, Rcu, RwLock, World, cmpxchgInto, drive, readOnceInto, type MmuNotifierOps, type NotifierRange } from "./index.js";
 
 test("rwlock: readers share, a writer excludes, lockdep knows who holds what", () => {
   const w = new World();
@@ -147,4 +147,23 @@ test("page allocator: FIFO reuse of freed 4K anonymous frames, LIFO for huge pag
   const t = w.pages.allocPage("unmovable");
   w.pages.putPage(t, "unmovable");
   assert.notEqual(w.pages.allocPage("unmovable").pfn, t.pfn);
+});
+
+test("atomics on halves: READ_ONCE into halves and try_cmpxchg64 against them see all 64 bits", () => {
+  const w = new World();
+  const t = w.phys.makeTable(0x1234);
+  const v = 0x8000_0001_2345_6e67n;
+  t.spt[5] = v;
+  const into = { oldLo: 0, oldHi: 0 };
+  drive(readOnceInto(w, t, 5, into));
+  assert.deepEqual(into, { oldLo: 0x2345_6e67, oldHi: 0x8000_0001 | 0 });
+  // Expected value differing only in the high half: no store, and the value found comes back.
+  const stale = { oldLo: into.oldLo, oldHi: 1 };
+  assert.equal(drive(cmpxchgInto(w, t, 5, stale, 0n)), false);
+  assert.deepEqual(stale, into);
+  assert.equal(t.spt[5], v);
+  assert.equal(drive(cmpxchgInto(w, t, 5, into, 0x5a0n)), true);
+  assert.equal(t.spt[5], 0x5a0n);
+  assert.deepEqual(into, { oldLo: 0x2345_6e67, oldHi: 0x8000_0001 | 0 }, "on success the expected value is left as it was");
+  assert.deepEqual(w.findings, []);
 });

@@ -35,6 +35,8 @@ function walkLeaves(kvm: Kvm, start: number, end: number, yieldEvery: number): {
     restarted = false;
     lastGfn = iter.gfn;
     lastLevel = iter.level;
+    // old_spte, kept as halves, is the SPTE the walk stands on (nothing else runs here).
+    assert.equal(iter.oldSpte, iter.table.spt[iter.idx]);
     if (isShadowPresentPte(iter.oldSpte) && isLastSpte(iter.oldSpte, iter.level)) leaves.add(iter.gfn);
     // A yield restarts the walk from the root toward next_last_level_gfn.
     if (yieldEvery > 0 && visits % yieldEvery === 0 && iter.nextLastLevelGfn !== iter.yieldedGfn) {

@@ -2,8 +2,8 @@
 // The pre-order TDP page-table iterator and the SPTE access primitives
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
-import { FALSE_NOW, STEPPED, readOnce, readOnceInto, writeOnce, xchg, type Gen, type Table } from "../kernel/index.js";
-import { hi32, isLastSpteWords, isShadowPresentPteWords, kvmPagesPerHpage, lo32, maskWords, spteHasVolatileBitsWords, spteToPfnWords } from "../spte/index.js";
+import { FALSE_NOW, STEPPED, readOnce, readOnceInto, writeOnce, xchg, type Gen, type SpteHalves, type Table } from "../kernel/index.js";
+import { hi32, isLastSpteWords, isShadowPresentPteWords, join, kvmPagesPerHpage, lo32, maskWords, spteHasVolatileBitsWords, spteToPfnWords } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
 
@@ -23,6 +23,11 @@ export const roundGfnForLevel = (gfn: number, level: number): number => {
 /** kvm_tdp_mmu_read_spte(): one atomic load. */
 export function kvmTdpMmuReadSpte(kvm: Kvm, t: Table, idx: number): Gen<bigint> {
   return readOnce(kvm.w, t, idx);
+}
+
+/** kvm_tdp_mmu_read_spte() into an iterator's old_spte. */
+export function kvmTdpMmuReadSpteInto(kvm: Kvm, t: Table, idx: number, iter: SpteHalves): Gen<void> {
+  return readOnceInto(kvm.w, t, idx, iter);
 }
 
 /** kvm_tdp_mmu_write_spte_atomic(): exchange, returning the value replaced. */
@@ -50,13 +55,23 @@ export function* kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, oldSpte: bi
 
 /** spte_to_child_pt(): the table a non-leaf SPTE points to, or null. */
 export function spteToChildPt(kvm: Kvm, spte: bigint, level: number): Table | null {
-  const lo = lo32(spte);
-  if (!isShadowPresentPteWords(lo) || isLastSpteWords(lo, level)) return null;
-  return kvm.tableAt(spteToPfnWords(lo, hi32(spte))) ?? null;
+  return spteToChildPtWords(kvm, lo32(spte), hi32(spte), level);
 }
 
-/** struct tdp_iter */
-export class TdpIter {
+/** spte_to_child_pt() on an SPTE's halves. */
+export function spteToChildPtWords(kvm: Kvm, lo: number, hi: number, level: number): Table | null {
+  if (!isShadowPresentPteWords(lo) || isLastSpteWords(lo, level)) return null;
+  return kvm.tableAt(spteToPfnWords(lo, hi)) ?? null;
+}
+
+/**
+ * struct tdp_iter
+ *
+ * iter->old_spte is kept as its two halves, `oldLo` and `oldHi`: walks read and test it on
+ * every step, and a bigint made of each would be an allocation per step. `oldSpte` is the
+ * whole value, made when asked for.
+ */
+export class TdpIter implements SpteHalves {
   nextLastLevelGfn = 0;
   yieldedGfn = 0;
   readonly ptPath: (Table | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
@@ -68,13 +83,24 @@ export class TdpIter {
   minLevel = 0;
   level = 0;
   asId = 0;
-  oldSpte = 0n;
+  oldLo = 0;
+  oldHi = 0;
   valid = false;
   yielded = false;
   /** MODEL: where this walk last yielded (-1: never), for the forward-progress check. */
   lastYieldGfn = -1;
 
   constructor(readonly kvm: Kvm) {}
+
+  /** iter->old_spte */
+  get oldSpte(): bigint {
+    return join(this.oldLo, this.oldHi);
+  }
+
+  set oldSpte(v: bigint) {
+    this.oldLo = lo32(v);
+    this.oldHi = hi32(v);
+  }
 
   /** MODEL: iter->sptep, the address of the current SPTE (a field in the kernel). */
   get sptep(): number {
@@ -85,7 +111,7 @@ export class TdpIter {
   private *refresh(): Gen<void> {
     this.table = this.ptPath[this.level - 1]!;
     this.idx = spteIndexOfGfn(this.gfn, this.level);
-    this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
+    yield* kvmTdpMmuReadSpteInto(this.kvm, this.table, this.idx, this);
   }
 
   /** tdp_iter_restart() */
@@ -122,8 +148,8 @@ export class TdpIter {
 
   /** The rest of try_step_down() (named try_step_*, so traces show the caller). */
   private *tryStepDownReread(): Gen<boolean> {
-    this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
-    const child = spteToChildPt(this.kvm, this.oldSpte, this.level);
+    yield* kvmTdpMmuReadSpteInto(this.kvm, this.table, this.idx, this);
+    const child = spteToChildPtWords(this.kvm, this.oldLo, this.oldHi, this.level);
     if (child === null) return false;
     this.level--;
     this.ptPath[this.level - 1] = child;
@@ -141,7 +167,7 @@ export class TdpIter {
   /** The rest of try_step_side(): to the next sibling, and read it. */
   private *tryStepSideRead(): Gen<boolean> {
     this.toNextSibling();
-    this.oldSpte = yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx);
+    yield* kvmTdpMmuReadSpteInto(this.kvm, this.table, this.idx, this);
     return true;
   }
 

@@ -4,7 +4,7 @@
 // Every SPTE write goes through tdpMmuSetSpteAtomic() (mmu_lock held for read,
 // compare-and-swap) or __tdpMmuSetSpte() (held for write); both end in
 // handleChangedSpte(), where the tracepoint fires and the bookkeeping happens.
-import { cmpxchg, FALSE_NOW, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
+import { cmpxchgInto, FALSE_NOW, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
 import {
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_1G,
@@ -13,22 +13,24 @@ import {
   PT_WRITABLE_MASK,
   REMOVED_SPTE,
   checkSpteWritableInvariants,
-  isAccessedSpte,
-  isLargePte,
   isLastSpte,
   isMmioSpte,
   isRemovedSpte,
   isShadowPresentPte,
-  isWritablePte,
   kvmMmuMaxGfn,
   makeHugePageSplitSpte,
   makeNonleafSpte,
   markSpteForAccessTrack,
-  spteAdEnabled,
-  spteAdNeedWriteProtect,
   spteToPfn,
-  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage, spteHasAnyOf, spteWithout,
+  kvmMmuChangedPteNotifierMakeSpte, kvmPagesPerHpage,
+  PT_WRITABLE_WORDS,
   hi32,
+  isLargePteWords,
+  isRemovedSpteWords,
+  spteAdEnabledWords,
+  spteAdNeedWriteProtectWords,
+  spteHasAnyOfWords,
+  spteWithoutWords,
   isAccessedSpteWords,
   isDirtySpteWords,
   isLastSpteWords,
@@ -55,7 +57,7 @@ import {
   ROLE_INVALID,
   type KvmPageFault,
 } from "./mmu_internal.js";
-import { TdpIter, kvmTdpMmuWriteSpte, kvmTdpMmuWriteSpteAtomic, kvmTdpMmuReadSpte, __kvmTdpMmuWriteSpte, spteToChildPt, roundGfnForLevel, spteIndexOfGfn } from "./tdp_iter.js";
+import { TdpIter, kvmTdpMmuWriteSpte, kvmTdpMmuWriteSpteAtomic, kvmTdpMmuReadSpte, kvmTdpMmuReadSpteInto, __kvmTdpMmuWriteSpte, spteToChildPt, roundGfnForLevel, spteIndexOfGfn } from "./tdp_iter.js";
 import {
   kvmFlushRemoteTlbs,
   kvmFlushRemoteTlbsWithAddress,
@@ -449,21 +451,21 @@ function* handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint
  * Context: mmu_lock held for read, inside rcu_read_lock().
  */
 export function* tdpMmuSetSpteAtomic(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<number> {
-  kvm.w.warnOn(iter.yielded || isRemovedSpte(iter.oldSpte), "tdp_mmu_set_spte_atomic on a yielded iterator or a frozen SPTE");
+  kvm.w.warnOn(iter.yielded || isRemovedSpteWords(iter.oldLo, iter.oldHi), "tdp_mmu_set_spte_atomic on a yielded iterator or a frozen SPTE");
   kvm.mmuLock.assertHeldRead();
-  const cur = yield* cmpxchgSpte(kvm, iter.table, iter.idx, iter.oldSpte, newSpte);
-  if (cur !== iter.oldSpte) {
-    iter.oldSpte = cur;
-    return EBUSY;
-  }
-  yield* __handleChangedSpte(kvm, iter.asId, iter.gfn, iter.oldSpte, newSpte, iter.level, true);
-  handleChangedSpteAccTrack(kvm, iter.oldSpte, newSpte, iter.level);
+  if (!(yield* cmpxchgSpte(kvm, iter, newSpte))) return EBUSY;
+  const oldSpte = iter.oldSpte;
+  yield* __handleChangedSpte(kvm, iter.asId, iter.gfn, oldSpte, newSpte, iter.level, true);
+  handleChangedSpteAccTrack(kvm, oldSpte, newSpte, iter.level);
   return 0;
 }
 
-/** try_cmpxchg64() on an SPTE, as tdp_mmu_set_spte_atomic() uses it. */
-function cmpxchgSpte(kvm: Kvm, t: Table, idx: number, old: bigint, v: bigint): Gen<bigint> {
-  return cmpxchg(kvm.w, t, idx, old, v);
+/**
+ * try_cmpxchg64(iter->sptep, &iter->old_spte, new), as tdp_mmu_set_spte_atomic() uses it:
+ * on failure iter->old_spte holds the value found.
+ */
+function cmpxchgSpte(kvm: Kvm, iter: TdpIter, v: bigint): Gen<boolean> {
+  return cmpxchgInto(kvm.w, iter.table, iter.idx, iter, v);
 }
 
 /**
@@ -516,7 +518,10 @@ export function* __tdpMmuSetSpte(
 /** _tdp_mmu_set_spte(): a non-atomic SPTE update under mmu_lock held for write. */
 function* _tdpMmuSetSpte(kvm: Kvm, iter: TdpIter, newSpte: bigint, recordAccTrack: boolean, recordDirtyLog: boolean): Gen<void> {
   kvm.w.warnOn(iter.yielded, "_tdp_mmu_set_spte on a yielded iterator");
-  iter.oldSpte = yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, iter.oldSpte, newSpte, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
+  const oldSpte = iter.oldSpte;
+  const replaced = yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, oldSpte, newSpte, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
+  // iter->old_spte = the value replaced (split into halves again only if it differs).
+  if (replaced !== oldSpte) iter.oldSpte = replaced;
 }
 
 /** tdp_mmu_set_spte() */
@@ -593,7 +598,7 @@ function* __tdpMmuZapRoot(kvm: Kvm, root: KvmMmuPage, shared: boolean, zapLevel:
   for (yield* iter.tdpIterStart(root, zapLevel, 0); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, shared)) break retry;
-      if (!isShadowPresentPte(iter.oldSpte)) break retry;
+      if (!isShadowPresentPteWords(iter.oldLo)) break retry;
       if (iter.level > zapLevel) break retry;
       if (!shared) yield* tdpMmuSetSpte(kvm, iter, 0n);
       else if ((yield* tdpMmuSetSpteAtomic(kvm, iter, 0n)) !== 0) continue retry;
@@ -648,7 +653,7 @@ export function* tdpMmuZapLeafs(kvm: Kvm, root: KvmMmuPage, start: number, end: 
         flush = false;
         break retry;
       }
-      if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) break retry;
+      if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level)) break retry;
       if (readMode) {
         // Before the seed patch: the atomic freeze-flush-clear protocol, retried on a lost race.
         if ((yield* tdpMmuZapSpteAtomic(kvm, iter)) !== 0) continue retry;
@@ -700,8 +705,8 @@ function* zapAllWithRangeSemantics(kvm: Kvm, root: KvmMmuPage): Gen<void> {
   const iter = new TdpIter(kvm);
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, 0); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
     if (yield* tdpMmuIterCondResched(kvm, iter, false, false)) continue;
-    if (!isShadowPresentPte(iter.oldSpte)) continue;
-    if (!isLastSpte(iter.oldSpte, iter.level) && iter.gfn + kvmPagesPerHpage(iter.level) > end) continue;
+    if (!isShadowPresentPteWords(iter.oldLo)) continue;
+    if (!isLastSpteWords(iter.oldLo, iter.level) && iter.gfn + kvmPagesPerHpage(iter.level) > end) continue;
     yield* tdpMmuSetSpte(kvm, iter, 0n);
   }
   yield* kvm.rcu.rcuReadUnlock();
@@ -806,9 +811,9 @@ function* tdpMmuMapHandleTargetLevel(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFaul
     newSpte = r.spte;
     wrprot = r.wrprot;
   }
-  if (newSpte === iter.oldSpte) ret = RET_PF_SPURIOUS;
+  if (lo32(newSpte) === iter.oldLo && hi32(newSpte) === iter.oldHi) ret = RET_PF_SPURIOUS;
   else if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) return RET_PF_RETRY;
-  else if (isShadowPresentPte(iter.oldSpte) && !isLastSpte(iter.oldSpte, iter.level))
+  else if (isShadowPresentPteWords(iter.oldLo) && !isLastSpteWords(iter.oldLo, iter.level))
     yield* kvmFlushRemoteTlbsWithAddress(kvm, sp.gfn, kvmPagesPerHpage(iter.level + 1));
 
   if (wrprot && fault.write) ret = RET_PF_EMULATE;
@@ -836,13 +841,13 @@ export function* kvmTdpMmuMap(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, fault.gfn); iter.valid && iter.gfn < fault.gfn + 1; yield* iter.tdpIterNext()) {
     if (fault.nxHugePageWorkaroundEnabled) disallowedHugepageAdjust(fault, iter.oldSpte, iter.level);
     if (iter.level === fault.goalLevel) break;
-    if (isShadowPresentPte(iter.oldSpte) && isLargePte(iter.oldSpte)) {
+    if (isShadowPresentPteWords(iter.oldLo) && isLargePteWords(iter.oldLo)) {
       if ((yield* tdpMmuZapSpteAtomic(kvm, iter)) !== 0) break;
-      iter.oldSpte = yield* kvmTdpMmuReadSpte(kvm, iter.table, iter.idx);
+      yield* kvmTdpMmuReadSpteInto(kvm, iter.table, iter.idx, iter);
     }
-    if (!isShadowPresentPte(iter.oldSpte)) {
+    if (!isShadowPresentPteWords(iter.oldLo)) {
       const accountNx = fault.hugePageDisallowed && fault.reqLevel >= iter.level;
-      if (isRemovedSpte(iter.oldSpte) && !kvm.variant("map-over-frozen-spte")) break;
+      if (isRemovedSpteWords(iter.oldLo, iter.oldHi) && !kvm.variant("map-over-frozen-spte")) break;
       const sp = tdpMmuAllocSp(vcpu, kvm);
       tdpMmuInitChildSp(kvm, sp, iter);
       if ((yield* tdpMmuLinkSp(kvm, iter, sp, accountNx, true)) !== 0) {
@@ -853,7 +858,7 @@ export function* kvmTdpMmuMap(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen
   }
   // Variant leaf-at-wrong-level: the 6.2-rc refactor (before 80a3e4ae962d) installed the
   // leaf wherever the walk stopped.
-  if ((iter.level !== fault.goalLevel && !kvm.variant("leaf-at-wrong-level")) || isRemovedSpte(iter.oldSpte)) {
+  if ((iter.level !== fault.goalLevel && !kvm.variant("leaf-at-wrong-level")) || isRemovedSpteWords(iter.oldLo, iter.oldHi)) {
     yield* kvm.rcu.rcuReadUnlock();
     return RET_PF_RETRY;
   }
@@ -928,7 +933,7 @@ function* kvmTdpMmuHandleGfn(kvm: Kvm, asId: number, start: number, end: number,
     yield* kvm.rcu.rcuReadLock();
     const iter = new TdpIter(kvm);
     for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, start); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
-      if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
+      if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level)) continue;
       ret = (yield* handler(kvm, iter, newPfn, newWritable)) || ret;
     }
     yield* kvm.rcu.rcuReadUnlock();
@@ -938,13 +943,13 @@ function* kvmTdpMmuHandleGfn(kvm: Kvm, asId: number, start: number, end: number,
 
 /** age_gfn_range(): clear Accessed (or mark for access tracking without A/D). */
 function* ageGfnRange(kvm: Kvm, iter: TdpIter): Gen<boolean> {
-  if (!isAccessedSpte(kvm.masks, iter.oldSpte)) return false;
+  if (!isAccessedSpteWords(maskWords(kvm.masks), iter.oldLo, iter.oldHi)) return false;
   let newSpte: bigint;
-  if (spteAdEnabled(iter.oldSpte)) {
-    newSpte = spteWithout(iter.oldSpte, kvm.masks.shadowAccessedMask);
+  if (spteAdEnabledWords(iter.oldHi)) {
+    newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).accessed);
   } else {
     // Without A/D bits the Dirty state would be lost with W: hand it to the page first.
-    if (isWritablePte(iter.oldSpte)) kvmSetPfnDirty(kvm, spteToPfn(iter.oldSpte));
+    if (isWritablePteWords(iter.oldLo)) kvmSetPfnDirty(kvm, spteToPfnWords(iter.oldLo, iter.oldHi));
     newSpte = markSpteForAccessTrack(kvm.masks, iter.oldSpte);
   }
   yield* tdpMmuSetSpteNoAccTrack(kvm, iter, newSpte);
@@ -958,7 +963,7 @@ export function kvmTdpMmuAgeGfnRange(kvm: Kvm, asId: number, start: number, end:
 
 /** test_age_gfn() */
 function* testAgeGfn(kvm: Kvm, iter: TdpIter): Gen<boolean> {
-  return isAccessedSpte(kvm.masks, iter.oldSpte);
+  return isAccessedSpteWords(maskWords(kvm.masks), iter.oldLo, iter.oldHi);
 }
 
 /** kvm_tdp_mmu_test_age_gfn() */
@@ -968,7 +973,7 @@ export function kvmTdpMmuTestAgeGfn(kvm: Kvm, asId: number, gfn: number): Gen<bo
 
 /** set_spte_gfn(): change_pte; zap first, then maybe re-install read-only. */
 function* setSpteGfn(kvm: Kvm, iter: TdpIter, newPfn: number, newWritable: boolean): Gen<boolean> {
-  if (iter.level !== PG_LEVEL_4K || !isShadowPresentPte(iter.oldSpte)) return false;
+  if (iter.level !== PG_LEVEL_4K || !isShadowPresentPteWords(iter.oldLo)) return false;
   yield* tdpMmuSetSpte(kvm, iter, 0n);
   if (!newWritable) {
     const newSpte = kvmMmuChangedPteNotifierMakeSpte(kvm.masks, iter.oldSpte, newPfn);
@@ -998,8 +1003,8 @@ function* wrprotGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: number,
   for (yield* iter.tdpIterStart(root, minLevel, start); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
-      if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level) || !isWritablePte(iter.oldSpte)) break retry;
-      const newSpte = spteWithout(iter.oldSpte, PT_WRITABLE_MASK);
+      if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level) || !isWritablePteWords(iter.oldLo)) break retry;
+      const newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
       if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
       spteSet = true;
       break retry;
@@ -1029,20 +1034,20 @@ function* clearDirtyGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: num
   const iter = new TdpIter(kvm);
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, start); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
     // tdp_root_for_each_leaf_pte(): the leaf test is part of the loop, not of the retry.
-    if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
+    if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level)) continue;
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
       // 6.1.192 re-checks only presence after a lost race, so a huge leaf replaced by a
       // table meanwhile is edited as if it were a leaf (fixed upstream in 45a61ebb2211).
-      if (!isShadowPresentPte(iter.oldSpte)) break retry;
-      if (kvm.variant("fix-clear-dirty-retry-nonleaf") && !isLastSpte(iter.oldSpte, iter.level)) break retry;
+      if (!isShadowPresentPteWords(iter.oldLo)) break retry;
+      if (kvm.variant("fix-clear-dirty-retry-nonleaf") && !isLastSpteWords(iter.oldLo, iter.level)) break retry;
       let newSpte: bigint;
-      if (spteAdNeedWriteProtect(iter.oldSpte)) {
-        if (!isWritablePte(iter.oldSpte)) break retry;
-        newSpte = spteWithout(iter.oldSpte, PT_WRITABLE_MASK);
+      if (spteAdNeedWriteProtectWords(iter.oldHi)) {
+        if (!isWritablePteWords(iter.oldLo)) break retry;
+        newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
       } else {
-        if (!spteHasAnyOf(iter.oldSpte, kvm.masks.shadowDirtyMask)) break retry;
-        newSpte = spteWithout(iter.oldSpte, kvm.masks.shadowDirtyMask);
+        if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty)) break retry;
+        newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty);
       }
       if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
       spteSet = true;
@@ -1079,18 +1084,18 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
   const words: [number, number] = [lo32(mask), hi32(mask)];
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, first); iter.valid && iter.gfn < gfn + 64; yield* iter.tdpIterNext()) {
     if ((words[0] | words[1]) === 0) break;
-    if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
+    if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level)) continue;
     const i = iter.gfn - gfn;
     const bit = 1 << (i & 31);
     if (iter.level > PG_LEVEL_4K || (words[i >> 5]! & bit) === 0) continue;
     words[i >> 5]! &= ~bit;
     let newSpte: bigint;
-    if (wrprot || spteAdNeedWriteProtect(iter.oldSpte)) {
-      if (!isWritablePte(iter.oldSpte)) continue;
-      newSpte = spteWithout(iter.oldSpte, PT_WRITABLE_MASK);
+    if (wrprot || spteAdNeedWriteProtectWords(iter.oldHi)) {
+      if (!isWritablePteWords(iter.oldLo)) continue;
+      newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
     } else {
-      if (!spteHasAnyOf(iter.oldSpte, kvm.masks.shadowDirtyMask)) continue;
-      newSpte = spteWithout(iter.oldSpte, kvm.masks.shadowDirtyMask);
+      if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty)) continue;
+      newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty);
     }
     yield* tdpMmuSetSpteNoDirtyLog(kvm, iter, newSpte);
   }
@@ -1120,8 +1125,8 @@ function* zapCollapsibleSpteRange(kvm: Kvm, root: KvmMmuPage, slot: KvmMemorySlo
   for (yield* iter.tdpIterStart(root, PG_LEVEL_2M, start); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
-      if (iter.level > KVM_MAX_HUGEPAGE_LEVEL || !isShadowPresentPte(iter.oldSpte)) break retry;
-      if (isLastSpte(iter.oldSpte, iter.level)) break retry;
+      if (iter.level > KVM_MAX_HUGEPAGE_LEVEL || !isShadowPresentPteWords(iter.oldLo)) break retry;
+      if (isLastSpteWords(iter.oldLo, iter.level)) break retry;
       if (iter.gfn < start || iter.gfn >= end) break retry;
       const maxMappingLevel = kvmMmuMaxMappingLevel(kvm, slot, iter.gfn, 5);
       if (maxMappingLevel < iter.level) break retry;
@@ -1169,10 +1174,10 @@ function* writeProtectGfn(kvm: Kvm, root: KvmMmuPage, gfn: number, minLevel: num
   yield* kvm.rcu.rcuReadLock();
   const iter = new TdpIter(kvm);
   for (yield* iter.tdpIterStart(root, minLevel, gfn); iter.valid && iter.gfn < gfn + 1; yield* iter.tdpIterNext()) {
-    if (!isShadowPresentPte(iter.oldSpte) || !isLastSpte(iter.oldSpte, iter.level)) continue;
+    if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level)) continue;
     // Variant wrprot-skips-mmu-writable: the pre-fix test looked at W alone, leaving an
     // SPTE that dirty logging had write-protected still MMU-writable.
-    if (kvm.variant("wrprot-skips-mmu-writable") && !isWritablePte(iter.oldSpte)) continue;
+    if (kvm.variant("wrprot-skips-mmu-writable") && !isWritablePteWords(iter.oldLo)) continue;
     const newSpte = iter.oldSpte & ~(PT_WRITABLE_MASK | kvm.masks.shadowMmuWritableMask);
     if (newSpte === iter.oldSpte) break;
     yield* tdpMmuSetSpte(kvm, iter, newSpte);
@@ -1236,7 +1241,7 @@ function* tdpMmuSplitHugePagesRoot(kvm: Kvm, root: KvmMmuPage, start: number, en
   for (yield* iter.tdpIterStart(root, targetLevel + 1, start); iter.valid && iter.gfn < end; yield* iter.tdpIterNext()) {
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, shared)) break retry;
-      if (!isShadowPresentPte(iter.oldSpte) || !isLargePte(iter.oldSpte)) break retry;
+      if (!isShadowPresentPteWords(iter.oldLo) || !isLargePteWords(iter.oldLo)) break retry;
       if (sp === null) sp = tdpMmuAllocSpForSplit(kvm);
       if ((yield* tdpMmuSplitHugePage(kvm, iter, sp, shared)) !== 0) continue retry;
       sp = null;

@@ -5,8 +5,11 @@
 
 import { ShapeCache, fieldAccess, fnv1a } from "../base/index.js";
 
-/** Fields that record how a state was reached, not what it is (histories and lookup caches). */
-const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId", "lastRunKey", "lastRun"]);
+/**
+ * Fields that record how a state was reached, not what it is (histories and lookup caches),
+ * or that are a second view of memory seen through another field (a table's spt32).
+ */
+const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId", "lastRunKey", "lastRun", "spt32"]);
 
 export function stateLines(root: object): string[] {
   const seen = new Map<object, string>();

@@ -44,6 +44,15 @@ import {
   lo32,
   spteToPfn,
   spteWithout,
+  REMOVED_SPTE,
+  PT_WRITABLE_WORDS,
+  isLargePteWords,
+  isRemovedSpteWords,
+  maskWords,
+  spteAdEnabledWords,
+  spteAdNeedWriteProtectWords,
+  spteHasAnyOfWords,
+  spteWithoutWords,
   type MakeSpteParams,
   type SpteMasks,
 } from "./index.js";
@@ -272,6 +281,29 @@ test("halves: the bit helpers equal `(s & mask) !== 0n`, `s & ~mask` and the two
       assert.equal(spteHasAnyOf(s, mask), (s & mask) !== 0n);
       assert.equal(spteWithout(s, mask), s & ~mask & U64);
       assert.equal((BigInt(hi32(s) >>> 0) << 32n) | BigInt(lo32(s) >>> 0), s);
+    }),
+    RUNS,
+  );
+});
+
+test("halves: the forms on halves that walks use equal their bigint definitions", () => {
+  // A walk keeps the SPTE it read as two halves (TdpIter.oldLo/oldHi) and asks these.
+  const nearRemoved = fc.oneof(spteArb, fc.constantFrom(REMOVED_SPTE, REMOVED_SPTE | (1n << 32n), REMOVED_SPTE | 1n, 0n));
+  fc.assert(
+    fc.property(maskArb, nearRemoved, spteArb, (m, s, mask) => {
+      const lo = lo32(s);
+      const hi = hi32(s);
+      const mw = maskWords(m);
+      assert.equal(isRemovedSpteWords(lo, hi), s === REMOVED_SPTE);
+      assert.equal(isLargePteWords(lo), ref.large(s));
+      assert.equal(spteAdEnabledWords(hi), ref.adEnabled(s));
+      assert.equal(spteAdNeedWriteProtectWords(hi), ref.adNeedWp(s));
+      const words = { lo: lo32(mask), hi: hi32(mask) };
+      assert.equal(spteHasAnyOfWords(lo, hi, words), (s & mask) !== 0n);
+      assert.equal(spteWithoutWords(lo, hi, words), s & ~mask & U64);
+      assert.equal(spteHasAnyOfWords(lo, hi, mw.dirty), (s & m.shadowDirtyMask) !== 0n);
+      assert.equal(spteWithoutWords(lo, hi, mw.accessed), s & ~m.shadowAccessedMask & U64);
+      assert.equal(spteWithoutWords(lo, hi, PT_WRITABLE_WORDS), s & ~PT_WRITABLE_MASK & U64);
     }),
     RUNS,
   );

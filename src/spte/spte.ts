@@ -454,6 +454,9 @@ function words(mask: bigint): Words {
   return { lo: Number(BigInt.asIntN(32, mask)), hi: Number(BigInt.asIntN(32, mask >> 32n)) };
 }
 
+/** PT_WRITABLE_MASK's halves. */
+export const PT_WRITABLE_WORDS: Words = words(PT_WRITABLE_MASK);
+
 /** The halves of the masks the hot helpers use, made once per `SpteMasks` record. */
 export interface MaskWords {
   readonly user: Words;
@@ -509,15 +512,16 @@ const HI_AD_MASK = 3 << 20; // SPTE_TDP_AD_MASK (bits 53:52)
 const HI_AD_DISABLED = 1 << 20; // SPTE_TDP_AD_DISABLED_MASK
 const HI_AD_WRPROT_ONLY = 2 << 20; // SPTE_TDP_AD_WRPROT_ONLY_MASK
 const HI_PFN = 0xfffff; // bits 51:32 of SPTE_BASE_ADDR_MASK
+const LO_REMOVED = 0x5a0; // REMOVED_SPTE (its high half is 0)
 
 /** spte_ad_enabled() on the high half. */
-function adEnabledHi(hi: number): boolean {
+export function spteAdEnabledWords(hi: number): boolean {
   return (hi & HI_AD_MASK) !== HI_AD_DISABLED;
 }
 
 /** is_access_track_spte() on the halves. */
 function accessTrackWords(mw: MaskWords, lo: number, hi: number): boolean {
-  return !adEnabledHi(hi) && (lo & mw.accTrack.lo) === 0 && (hi & mw.accTrack.hi) === 0;
+  return !spteAdEnabledWords(hi) && (lo & mw.accTrack.lo) === 0 && (hi & mw.accTrack.hi) === 0;
 }
 
 /** `(s & mask) !== 0n`, for hot paths: no bigint is made. */
@@ -527,6 +531,16 @@ export function spteHasAnyOf(s: bigint, mask: bigint): boolean {
   const mhi = HALF[HI]!;
   WORD[0] = s;
   return ((HALF[LO]! & mlo) | (HALF[HI]! & mhi)) !== 0;
+}
+
+/** `(s & mask) !== 0n` on the halves of s and of the mask. */
+export function spteHasAnyOfWords(lo: number, hi: number, mask: Words): boolean {
+  return ((lo & mask.lo) | (hi & mask.hi)) !== 0;
+}
+
+/** `s & ~mask` on the halves of s and of the mask. */
+export function spteWithoutWords(lo: number, hi: number, mask: Words): bigint {
+  return join(lo & ~mask.lo, hi & ~mask.hi);
 }
 
 /** `s & ~mask`, for hot paths: one bigint is made, the result. */
@@ -558,6 +572,21 @@ export function isWritablePteWords(lo: number): boolean {
   return (lo & LO_WRITABLE) !== 0;
 }
 
+/** is_large_pte() on the low half. */
+export function isLargePteWords(lo: number): boolean {
+  return (lo & LO_LARGE) !== 0;
+}
+
+/** is_removed_spte() on the halves. */
+export function isRemovedSpteWords(lo: number, hi: number): boolean {
+  return lo === LO_REMOVED && hi === 0;
+}
+
+/** spte_ad_need_write_protect() on the high half. */
+export function spteAdNeedWriteProtectWords(hi: number): boolean {
+  return (hi & HI_AD_MASK) !== 0;
+}
+
 /** spte_to_pfn() on the halves. */
 export function spteToPfnWords(lo: number, hi: number): number {
   return (hi & HI_PFN) * 0x100000 + (lo >>> 12);
@@ -570,13 +599,13 @@ export function isMmioSpteWords(m: SpteMasks, mw: MaskWords, lo: number, hi: num
 
 /** is_accessed_spte() on the halves. */
 export function isAccessedSpteWords(mw: MaskWords, lo: number, hi: number): boolean {
-  if (adEnabledHi(hi) && (mw.accessed.lo | mw.accessed.hi) !== 0) return ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
+  if (spteAdEnabledWords(hi) && (mw.accessed.lo | mw.accessed.hi) !== 0) return ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
   return !accessTrackWords(mw, lo, hi);
 }
 
 /** is_dirty_spte() on the halves. */
 export function isDirtySpteWords(mw: MaskWords, lo: number, hi: number): boolean {
-  if (adEnabledHi(hi) && (mw.dirty.lo | mw.dirty.hi) !== 0) return ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
+  if (spteAdEnabledWords(hi) && (mw.dirty.lo | mw.dirty.hi) !== 0) return ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
   return (lo & LO_WRITABLE) !== 0;
 }
 
@@ -596,7 +625,7 @@ export function spteHasVolatileBitsWords(mw: MaskWords, lo: number, hi: number):
   const writable = (lo & LO_WRITABLE) !== 0;
   if (!writable && isMmuWritableSpteWords(mw, lo, hi)) return true;
   if (accessTrackWords(mw, lo, hi)) return true;
-  if (adEnabledHi(hi)) {
+  if (spteAdEnabledWords(hi)) {
     const accessed = ((lo & mw.accessed.lo) | (hi & mw.accessed.hi)) !== 0;
     const dirty = ((lo & mw.dirty.lo) | (hi & mw.dirty.hi)) !== 0;
     if (!accessed || (writable && !dirty)) return true;
@@ -631,12 +660,12 @@ export function kvmAdEnabled(m: SpteMasks): boolean {
 
 /** spte_ad_enabled() in arch/x86/kvm/mmu/spte.h. Meaningful only for present SPTEs. */
 export function spteAdEnabled(s: bigint): boolean {
-  return adEnabledHi(hi32(s));
+  return spteAdEnabledWords(hi32(s));
 }
 
 /** spte_ad_need_write_protect() in arch/x86/kvm/mmu/spte.h: A/D disabled or write-protect-only. */
 export function spteAdNeedWriteProtect(s: bigint): boolean {
-  return (hi32(s) & HI_AD_MASK) !== 0;
+  return spteAdNeedWriteProtectWords(hi32(s));
 }
 
 /** spte_shadow_accessed_mask() in arch/x86/kvm/mmu/spte.h. */
@@ -657,7 +686,7 @@ export function isAccessTrackSpte(m: SpteMasks, s: bigint): boolean {
 
 /** is_large_pte() in arch/x86/kvm/mmu/spte.h. */
 export function isLargePte(s: bigint): boolean {
-  return (lo32(s) & LO_LARGE) !== 0;
+  return isLargePteWords(lo32(s));
 }
 
 /** is_last_spte() in arch/x86/kvm/mmu/spte.h. True for any value at 4K, present or not. */
@@ -799,7 +828,7 @@ export function mmioSpteGenerationMatches(m: SpteMasks, s: bigint, memslotsGener
 export function markSpteForAccessTrack(m: SpteMasks, s: bigint, warn?: SpteWarn): bigint {
   const mw = maskWords(m);
   WORD[0] = s;
-  if (adEnabledHi(HALF[HI]! | 0)) {
+  if (spteAdEnabledWords(HALF[HI]! | 0)) {
     return join(HALF[LO]! & ~mw.accessed.lo, HALF[HI]! & ~mw.accessed.hi);
   }
   if (isAccessTrackSpte(m, s)) return s;
@@ -884,7 +913,7 @@ export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrpro
   // With exec-only EPT the present mask is 0 and R comes from ACC_USER_MASK below.
   lo |= mw.present.lo;
   hi |= mw.present.hi;
-  if (!p.prefetch && adEnabledHi(hi)) {
+  if (!p.prefetch && spteAdEnabledWords(hi)) {
     lo |= mw.accessed.lo;
     hi |= mw.accessed.hi;
   }
@@ -936,7 +965,7 @@ export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrpro
     }
   }
 
-  if (!skipToOut && pteAccess & ACC_WRITE_MASK && adEnabledHi(hi)) {
+  if (!skipToOut && pteAccess & ACC_WRITE_MASK && spteAdEnabledWords(hi)) {
     lo |= mw.dirty.lo;
     hi |= mw.dirty.hi;
   }
