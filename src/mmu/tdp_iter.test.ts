@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { drive } from "../kernel/index.js";
 import { isLastSpte, isShadowPresentPte } from "../spte/index.js";
 import { parseKvmtdp, runKvmtdp } from "../scenarios/index.js";
-import { TdpIter } from "./tdp_iter.js";
+import { TdpIter, roundGfnForLevel, spteIndexOfGfn } from "./tdp_iter.js";
 import { kvmTdpMmuZapLeafs, kvmTdpMmuWrprotSlot } from "./tdp_mmu.js";
 import type { Kvm } from "./kvm_host.js";
 
@@ -46,6 +46,19 @@ function walkLeaves(kvm: Kvm, start: number, end: number, yieldEvery: number): {
   }
   return { leaves: [...leaves].sort((a, b) => a - b), visits };
 }
+
+test("property: SPTE_INDEX() and round_gfn_for_level() on gfns up to 2^40, at every level", () => {
+  const gfnArb = fc.oneof(fc.integer({ min: 0, max: 2 ** 40 - 1 }), fc.integer({ min: 2 ** 31 - 600, max: 2 ** 32 + 600 }), fc.integer({ min: 0, max: 2 ** 20 }));
+  fc.assert(
+    fc.property(gfnArb, fc.integer({ min: 1, max: 5 }), (gfn, level) => {
+      const shift = 9n * BigInt(level - 1);
+      const g = BigInt(gfn);
+      assert.equal(spteIndexOfGfn(gfn, level), Number((g >> shift) & 511n));
+      assert.equal(roundGfnForLevel(gfn, level), Number((g >> shift) << shift));
+    }),
+    { numRuns: 5000 },
+  );
+});
 
 test("property: the iterator visits exactly the leaves of its range, also across restarts", () => {
   fc.assert(

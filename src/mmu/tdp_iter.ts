@@ -8,16 +8,18 @@ import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
 
 
-// gfns reach 40 bits, past int32, so these divide (exactly: by a power of two) rather than
-// shift; and they avoid `%`, which on such numbers is a slow floating-point remainder.
+// gfns reach 40 bits, past int32. Bitwise operators take the low 32 bits of any integer
+// below 2^53 exactly, so they serve where only those bits matter; elsewhere these divide
+// (exactly: by a power of two). Never `%`: on such numbers it is a floating-point remainder.
 
-/** SPTE_INDEX() on a gfn. (`& 511` keeps the low 9 bits of any integer below 2^53.) */
-export const spteIndexOfGfn = (gfn: number, level: number): number => Math.floor(gfn / kvmPagesPerHpage(level)) & 511;
+/** SPTE_INDEX() on a gfn. */
+export const spteIndexOfGfn = (gfn: number, level: number): number =>
+  gfn <= 0xffffffff && level <= 4 ? (gfn >>> (9 * level - 9)) & 511 : Math.floor(gfn / kvmPagesPerHpage(level)) & 511;
 
-/** round_gfn_for_level() */
+/** round_gfn_for_level() (up to level 4 the offset is within the low 32 bits: 2^27 pages). */
 export const roundGfnForLevel = (gfn: number, level: number): number => {
   const pages = kvmPagesPerHpage(level);
-  return Math.floor(gfn / pages) * pages;
+  return level <= 4 ? gfn - (gfn & (pages - 1)) : Math.floor(gfn / pages) * pages;
 };
 
 /** kvm_tdp_mmu_read_spte(): one atomic load. */
