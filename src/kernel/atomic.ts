@@ -35,7 +35,12 @@ export interface SpteHalves {
   oldHi: number;
 }
 
-/** The load of READ_ONCE(*sptep) into `into`: the two halves of one 64-bit word. */
+/**
+ * The load of READ_ONCE(*sptep) into `into`: the two halves of one 64-bit word, read as two
+ * 32-bit loads. MODEL: single-copy atomic here because only one thread runs at a time (as
+ * for every access in this file); a runtime on worker threads would have to load the word
+ * whole (Atomics.load on a BigInt64Array view) and split it.
+ */
 function loadOnceInto(w: World, t: Table, idx: number, into: SpteHalves): void {
   checkLive(w, t, "READ_ONCE");
   const words = t.spt32;
