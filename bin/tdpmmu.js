@@ -14,15 +14,8 @@ for (const stream of [process.stdout, process.stderr])
 // The engine is deep chains of small functions (a walk is some thirty calls per page). V8's
 // default budget for inlining into one optimized function stops well short of that; a larger
 // one makes the bench operations 18-36 % faster (measured with `tdpmmu bench`, see README).
-// `bench`, which runs one loop for seconds, gets a larger budget still (5-20 % more); for the
-// other commands that costs more in compile time than it saves (kvmtdp on the fixtures:
-// 0.6 s -> 2 s; an explore run: +20 %). Flags must be set before any code is optimized, so
-// here, before the engine is loaded.
-const inlining =
-  cmd === "bench"
-    ? ["--max-inlined-bytecode-size-cumulative=40000", "--max-inlined-bytecode-size=2000", "--max-inlined-bytecode-size-absolute=40000"]
-    : ["--max-inlined-bytecode-size-cumulative=4000"];
-for (const flag of inlining) v8.setFlagsFromString(flag);
+// It must be set before any code is optimized, so here, before the engine is loaded.
+v8.setFlagsFromString("--max-inlined-bytecode-size-cumulative=4000");
 const stepped = cmd === "explore" || cmd === "replay" || cmd === "seed-demo" || cmd === "audit";
 const { main } = await import(stepped ? "../dist/gen/cli/main.js" : "../dist/direct/cli/main.js");
 process.exitCode = main(process.argv.slice(2), {

@@ -27,10 +27,6 @@ const RECENT = 64;
 const spareChunks: BigUint64Array[] = [];
 const MAX_SPARE_CHUNKS = 64;
 
-/** Where in a 64-bit word its low and high 32-bit halves sit (the host's byte order). */
-export const LO_HALF = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-export const HI_HALF = 1 - LO_HALF;
-
 /** Poison written into a freed page table, so a stale walk reads garbage, not zeros. */
 export const POISON_SPTE = 0xdead4ead_dead4eadn;
 
@@ -41,7 +37,7 @@ export class Table<Owner = unknown> {
   freed = false;
   owner: Owner | undefined = undefined;
   /**
-   * The same 512 SPTEs as 1024 32-bit halves (SPTE i at 2i + LO_HALF and 2i + HI_HALF), for
+   * The same 512 SPTEs as 1024 32-bit halves (SPTE i at 2i + LO_HALF and 2i + HI_HALF, from spte), for
    * walks that test an SPTE without making a bigint of it. A second view, not more state.
    */
   readonly spt32: Uint32Array;

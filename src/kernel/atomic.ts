@@ -2,7 +2,8 @@
 // Single-copy-atomic accesses to page-table memory, each one step. Touching a table that
 // was already freed (through RCU or otherwise) is a use-after-free finding.
 import { step, STEPPED, type Gen, type Step } from "../rt/index.js";
-import { HI_HALF, LO_HALF, type Table } from "../hw/index.js";
+import type { Table } from "../hw/index.js";
+import { HI_HALF, LO_HALF } from "../spte/index.js";
 import type { World } from "./world.js";
 
 function checkLive(w: World, t: Table, what: string): void {

@@ -421,8 +421,11 @@ export function vmxGetMtMask(opts: {
 
 const WORD = new BigUint64Array(1);
 const HALF = new Uint32Array(WORD.buffer);
-const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HI = 1 - LO;
+/** Where in a 64-bit word its low and high 32-bit halves sit (the host's byte order). */
+export const LO_HALF = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
+export const HI_HALF = 1 - LO_HALF;
+const LO = LO_HALF;
+const HI = HI_HALF;
 
 /** Bits 31:0 of `s`, as an int32 (so it compares equal to other `&`/`|` results). */
 export function lo32(s: bigint): number {
