@@ -1082,6 +1082,7 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
   // The mask as two 32-bit words (bit i of the mask is bit i % 32 of words[i >> 5]), so the
   // loop makes no bigints.
   const words: [number, number] = [lo32(mask), hi32(mask)];
+  const dirty = maskWords(kvm.masks).dirty;
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, first); iter.valid && iter.gfn < gfn + 64; yield* iter.tdpIterNext()) {
     if ((words[0] | words[1]) === 0) break;
     if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level)) continue;
@@ -1094,8 +1095,8 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
       if (!isWritablePteWords(iter.oldLo)) continue;
       newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
     } else {
-      if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty)) continue;
-      newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty);
+      if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, dirty)) continue;
+      newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, dirty);
     }
     yield* tdpMmuSetSpteNoDirtyLog(kvm, iter, newSpte);
   }
