@@ -167,13 +167,3 @@ export function* cmpxchgInto(w: World, t: Table, idx: number, into: SpteHalves, 
   into.oldHi = hi;
   return false;
 }
-
-/** try_cmpxchg64(sptep, &old, new): returns the value found (== old on success). */
-export function* cmpxchg(w: World, t: Table, idx: number, old: bigint, v: bigint): Gen<bigint> {
-  yield step("rmw", t.sptep(idx), "w", "cmpxchg64(sptep)");
-  checkLive(w, t, "cmpxchg64");
-  const cur = t.spt[idx]!;
-  if (cur === old) t.spt[idx] = v;
-  return cur;
-}
-

@@ -527,15 +527,6 @@ function accessTrackWords(mw: MaskWords, lo: number, hi: number): boolean {
   return !spteAdEnabledWords(hi) && (lo & mw.accTrack.lo) === 0 && (hi & mw.accTrack.hi) === 0;
 }
 
-/** `(s & mask) !== 0n`, for hot paths: no bigint is made. */
-export function spteHasAnyOf(s: bigint, mask: bigint): boolean {
-  WORD[0] = mask;
-  const mlo = HALF[LO]!;
-  const mhi = HALF[HI]!;
-  WORD[0] = s;
-  return ((HALF[LO]! & mlo) | (HALF[HI]! & mhi)) !== 0;
-}
-
 /** `(s & mask) !== 0n` on the halves of s and of the mask. */
 export function spteHasAnyOfWords(lo: number, hi: number, mask: Words): boolean {
   return ((lo & mask.lo) | (hi & mask.hi)) !== 0;
@@ -544,15 +535,6 @@ export function spteHasAnyOfWords(lo: number, hi: number, mask: Words): boolean 
 /** `s & ~mask` on the halves of s and of the mask. */
 export function spteWithoutWords(lo: number, hi: number, mask: Words): bigint {
   return join(lo & ~mask.lo, hi & ~mask.hi);
-}
-
-/** `s & ~mask`, for hot paths: one bigint is made, the result. */
-export function spteWithout(s: bigint, mask: bigint): bigint {
-  WORD[0] = mask;
-  const mlo = HALF[LO]!;
-  const mhi = HALF[HI]!;
-  WORD[0] = s;
-  return join(HALF[LO]! & ~mlo, HALF[HI]! & ~mhi);
 }
 
 // ---------------------------------------------------------------------------------------------
