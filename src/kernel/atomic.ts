@@ -10,23 +10,6 @@ function checkLive(w: World, t: Table, what: string): void {
   if (t.freed) w.report("rcu", `${what} on page table 0x${t.pfn.toString(16)} after it was freed`);
 }
 
-function loadOnce(w: World, t: Table, idx: number): bigint {
-  checkLive(w, t, "READ_ONCE");
-  return t.spt[idx]!;
-}
-
-/**
- * READ_ONCE(*sptep)
- *
- * The most frequent step of all (every move of a walk is one), so in the stepped build it is
- * not a generator but a reusable two-state iterator (see OneRead); in the direct build it is
- * the load itself.
- */
-export function readOnce(w: World, t: Table, idx: number): Gen<bigint> {
-  if (!STEPPED) return loadOnce(w, t, idx) as unknown as Gen<bigint>;
-  return OneRead.start(w, t, idx, null, step("read", t.sptep(idx), "r", "READ_ONCE(*sptep)"));
-}
-
 /**
  * Where a walk keeps the SPTE it read (tdp_iter's old_spte): as its two 32-bit halves, each
  * an int32, so that reading and testing it makes no bigint.
@@ -50,8 +33,12 @@ function loadOnceInto(w: World, t: Table, idx: number, into: SpteHalves): void {
 }
 
 /**
- * READ_ONCE(*sptep) whose value goes to `into`, for walks that keep the value they read in
- * their iterator. MODEL: one load, as the kernel's; halves only in how the value is kept.
+ * READ_ONCE(*sptep), the value going to `into` (walks keep what they read in their
+ * iterator). MODEL: one load, as the kernel's; halves only in how the value is kept.
+ *
+ * The most frequent step of all (every move of a walk is one), so in the stepped build it is
+ * not a generator but a reusable two-state iterator (see OneRead); in the direct build it is
+ * the load itself.
  */
 export function readOnceInto(w: World, t: Table, idx: number, into: SpteHalves): Gen<void> {
   if (!STEPPED) {
@@ -75,39 +62,36 @@ class OneRead {
   private idx = 0;
   private into: SpteHalves | null = null;
   private announce: Step | null = null;
-  private readonly res: { done: boolean; value: Step | bigint | undefined } = { done: false, value: undefined };
+  private readonly res: { done: boolean; value: Step | undefined } = { done: false, value: undefined };
 
   /** `announce` is made by the caller, so that a captured stack names the caller's callers. */
-  static start(w: World, t: Table, idx: number, into: SpteHalves | null, announce: Step): Gen<bigint> {
+  static start(w: World, t: Table, idx: number, into: SpteHalves, announce: Step): Gen<void> {
     const r = OneRead.idle.pop() ?? new OneRead();
     r.w = w;
     r.t = t;
     r.idx = idx;
     r.into = into;
     r.announce = announce;
-    return r as unknown as Gen<bigint>;
+    return r as unknown as Gen<void>;
   }
 
-  next(): IteratorResult<Step, bigint | undefined> {
+  next(): IteratorResult<Step, void> {
     const res = this.res;
     if (this.announce !== null) {
       res.done = false;
       res.value = this.announce;
       this.announce = null;
-      return res as IteratorResult<Step, bigint | undefined>;
+      return res as IteratorResult<Step, void>;
     }
     res.done = true;
-    if (this.into === null) res.value = loadOnce(this.w!, this.t!, this.idx);
-    else {
-      loadOnceInto(this.w!, this.t!, this.idx, this.into);
-      res.value = undefined;
-    }
+    loadOnceInto(this.w!, this.t!, this.idx, this.into!);
+    res.value = undefined;
     this.w = this.t = this.into = null;
     OneRead.idle.push(this);
-    return res as IteratorResult<Step, bigint | undefined>;
+    return res as IteratorResult<Step, void>;
   }
 
-  return(value: bigint): IteratorResult<Step, bigint> {
+  return(value: void): IteratorResult<Step, void> {
     // Abandoned by its consumer: not reused (the consumer may still hold it).
     this.announce = null;
     return { done: true, value };
@@ -140,27 +124,32 @@ export function* writeOnceObserved(w: World, t: Table, idx: number, v: bigint): 
   return old;
 }
 
-/** xchg(sptep, v): returns the value replaced. */
-export function* xchg(w: World, t: Table, idx: number, v: bigint): Gen<bigint> {
+/** xchg(sptep, v) whose replaced value goes to `into`, as halves. */
+export function* xchgInto(w: World, t: Table, idx: number, v: bigint, into: SpteHalves): Gen<void> {
   yield step("rmw", t.sptep(idx), "w", "xchg(sptep)");
   checkLive(w, t, "xchg");
-  const old = t.spt[idx]!;
+  const words = t.spt32;
+  into.oldLo = words[2 * idx + LO_HALF]! | 0;
+  into.oldHi = words[2 * idx + HI_HALF]! | 0;
   t.spt[idx] = v;
-  return old;
 }
 
 /**
  * try_cmpxchg64(sptep, &iter->old_spte, new) as the TDP MMU calls it: true if the SPTE held
- * the old value and now holds `v`; false, with the value found in `into`, if not.
+ * the old value and now holds the new one (halves `vLo`, `vHi`); false, with the value
+ * found in `into`, if not. MODEL: the two 32-bit stores are one atomic step, as every
+ * access here (one thread runs at a time); a runtime on worker threads would need
+ * Atomics.compareExchange on the whole word.
  */
-export function* cmpxchgInto(w: World, t: Table, idx: number, into: SpteHalves, v: bigint): Gen<boolean> {
+export function* cmpxchgInto(w: World, t: Table, idx: number, into: SpteHalves, vLo: number, vHi: number): Gen<boolean> {
   yield step("rmw", t.sptep(idx), "w", "cmpxchg64(sptep)");
   checkLive(w, t, "cmpxchg64");
   const words = t.spt32;
   const lo = words[2 * idx + LO_HALF]! | 0;
   const hi = words[2 * idx + HI_HALF]! | 0;
   if (lo === into.oldLo && hi === into.oldHi) {
-    t.spt[idx] = v;
+    words[2 * idx + LO_HALF] = vLo;
+    words[2 * idx + HI_HALF] = vHi;
     return true;
   }
   into.oldLo = lo;

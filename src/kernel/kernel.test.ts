@@ -159,11 +159,12 @@ test("atomics on halves: READ_ONCE into halves and try_cmpxchg64 against them se
   assert.deepEqual(into, { oldLo: 0x2345_6e67, oldHi: 0x8000_0001 | 0 });
   // Expected value differing only in the high half: no store, and the value found comes back.
   const stale = { oldLo: into.oldLo, oldHi: 1 };
-  assert.equal(drive(cmpxchgInto(w, t, 5, stale, 0n)), false);
+  assert.equal(drive(cmpxchgInto(w, t, 5, stale, 0, 0)), false);
   assert.deepEqual(stale, into);
   assert.equal(t.spt[5], v);
-  assert.equal(drive(cmpxchgInto(w, t, 5, into, 0x5a0n)), true);
-  assert.equal(t.spt[5], 0x5a0n);
+  // The new value's halves land in their own halves of the word.
+  assert.equal(drive(cmpxchgInto(w, t, 5, into, 0x5a0, 0x8000_0002 | 0)), true);
+  assert.equal(t.spt[5], 0x8000_0002_0000_05a0n);
   assert.deepEqual(into, { oldLo: 0x2345_6e67, oldHi: 0x8000_0001 | 0 }, "on success the expected value is left as it was");
   assert.deepEqual(w.findings, []);
 });

@@ -20,10 +20,9 @@ import {
   isWritablePte,
   kvmMmuMaxGfn,
   makeMmioSpte,
-  makeSpte,
   mmioSpteGenerationMatches,
   restoreAccTrackSpte,
-  vmxGetMtMask, kvmPagesPerHpage, type MakeSpteParams } from "../spte/index.js";
+  vmxGetMtMask, kvmPagesPerHpage, isWritablePteWords, makeSpteWords, type MadeSpte, type MakeSpteWordsParams } from "../spte/index.js";
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
@@ -97,15 +96,16 @@ const PT64_ROOT_MAX_LEVEL = 5;
 // SPTE construction in vCPU context (spte.c)
 
 // make_spte()'s inputs, one record reused by every call (a fault would otherwise allocate it):
-// makeSpte() runs to completion without yielding and keeps no reference to it.
+// makeSpteWords() runs to completion without yielding and keeps no reference to it.
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 let warnKvm: Kvm | null = null;
-const spteParams: Mutable<MakeSpteParams> = {
+const spteParams: Mutable<MakeSpteWordsParams> = {
   level: 0,
   pteAccess: ACC_ALL,
   gfn: 0,
   pfn: 0,
-  oldSpte: 0n,
+  oldLo: 0,
+  oldHi: 0,
   prefetch: false,
   hostWritable: false,
   adDisabled: false,
@@ -117,8 +117,9 @@ const spteParams: Mutable<MakeSpteParams> = {
 };
 
 /**
- * make_spte() for the TDP MMU: ACC_ALL, can_unsync, no shadow pages to unsync. Step 17 of
- * the kernel function, marking the gfn dirty for a writable SPTE in a dirty-logged slot,
+ * make_spte() for the TDP MMU: ACC_ALL, can_unsync, no shadow pages to unsync. The old SPTE
+ * comes as its halves and the new one goes to `out` (see makeSpteWords()). Step 17 of the
+ * kernel function, marking the gfn dirty for a writable SPTE in a dirty-logged slot,
  * happens here, before the SPTE is installed, as in the kernel.
  */
 export function makeSpteForVcpu(
@@ -128,28 +129,30 @@ export function makeSpteForVcpu(
   slot: KvmMemorySlot,
   gfn: number,
   pfn: number,
-  oldSpte: bigint,
+  oldLo: number,
+  oldHi: number,
   prefetch: boolean,
   hostWritable: boolean,
-): { spte: bigint; wrprot: boolean } {
+  out: MadeSpte,
+): void {
   const level = roleLevel(sp.role);
   const p = spteParams;
   p.level = level;
   p.gfn = gfn;
   p.pfn = pfn;
-  p.oldSpte = oldSpte;
+  p.oldLo = oldLo;
+  p.oldHi = oldHi;
   p.prefetch = prefetch;
   p.hostWritable = hostWritable;
   p.adDisabled = roleAdDisabled(sp.role);
   p.nxHugePageEnabled = kvm.params.nxHugePages;
   warnKvm = kvm;
-  const r = makeSpte(kvm.masks, p);
+  makeSpteWords(kvm.masks, p, out);
   warnKvm = null;
-  if (isWritablePte(r.spte) && (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) {
+  if (isWritablePteWords(out.lo) && (slot.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0) {
     kvm.w.warnOn(level > PG_LEVEL_4K, "make_spte: writable huge SPTE in a dirty-logged slot");
     markPageDirtyInSlot(kvm, slot, gfn, vcpu);
   }
-  return r;
 }
 
 /** make_mmio_spte(): with the generation of the vCPU's address space. */

@@ -2,7 +2,7 @@
 // The pre-order TDP page-table iterator and the SPTE access primitives
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
-import { FALSE_NOW, STEPPED, readOnce, readOnceInto, writeOnce, xchg, type Gen, type SpteHalves, type Table } from "../kernel/index.js";
+import { FALSE_NOW, STEPPED, readOnceInto, writeOnce, xchgInto, type Gen, type SpteHalves, type Table } from "../kernel/index.js";
 import { hi32, isLastSpteWords, isShadowPresentPteWords, join, kvmPagesPerHpage, lo32, maskWords, spteHasVolatileBitsWords, spteToPfnWords } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
@@ -22,19 +22,14 @@ export const roundGfnForLevel = (gfn: number, level: number): number => {
   return level <= 4 ? gfn - (gfn & (pages - 1)) : Math.floor(gfn / pages) * pages;
 };
 
-/** kvm_tdp_mmu_read_spte(): one atomic load. */
-export function kvmTdpMmuReadSpte(kvm: Kvm, t: Table, idx: number): Gen<bigint> {
-  return readOnce(kvm.w, t, idx);
+/** kvm_tdp_mmu_read_spte(): one atomic load, into an iterator's old_spte (or the like). */
+export function kvmTdpMmuReadSpte(kvm: Kvm, t: Table, idx: number, into: SpteHalves): Gen<void> {
+  return readOnceInto(kvm.w, t, idx, into);
 }
 
-/** kvm_tdp_mmu_read_spte() into an iterator's old_spte. */
-export function kvmTdpMmuReadSpteInto(kvm: Kvm, t: Table, idx: number, iter: SpteHalves): Gen<void> {
-  return readOnceInto(kvm.w, t, idx, iter);
-}
-
-/** kvm_tdp_mmu_write_spte_atomic(): exchange, returning the value replaced. */
-export function kvmTdpMmuWriteSpteAtomic(kvm: Kvm, t: Table, idx: number, v: bigint): Gen<bigint> {
-  return xchg(kvm.w, t, idx, v);
+/** kvm_tdp_mmu_write_spte_atomic(): exchange; the value replaced goes to `into`. */
+export function kvmTdpMmuWriteSpteAtomic(kvm: Kvm, t: Table, idx: number, v: bigint, into: SpteHalves): Gen<void> {
+  return xchgInto(kvm.w, t, idx, v, into);
 }
 
 /** __kvm_tdp_mmu_write_spte(): a plain store. */
@@ -44,24 +39,19 @@ export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, v: bigint)
 
 /**
  * kvm_tdp_mmu_write_spte(): a store, or an exchange when the old value is a leaf whose
- * Accessed/Dirty/Writable bits may change under us (hardware, fast page faults). Returns
- * the value really replaced.
+ * Accessed/Dirty/Writable bits may change under us (hardware, fast page faults). `old`
+ * holds the value the caller read and, on return, the value really replaced (the kernel
+ * returns it).
  */
-export function* kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, oldSpte: bigint, newSpte: bigint, level: number): Gen<bigint> {
-  const lo = lo32(oldSpte);
-  if (isShadowPresentPteWords(lo) && isLastSpteWords(lo, level) && spteHasVolatileBitsWords(maskWords(kvm.masks), lo, hi32(oldSpte)))
-    return yield* kvmTdpMmuWriteSpteAtomic(kvm, t, idx, newSpte);
-  yield* __kvmTdpMmuWriteSpte(kvm, t, idx, newSpte);
-  return oldSpte;
+export function kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, old: SpteHalves, newSpte: bigint, level: number): Gen<void> {
+  const { oldLo, oldHi } = old;
+  if (isShadowPresentPteWords(oldLo) && isLastSpteWords(oldLo, level) && spteHasVolatileBitsWords(maskWords(kvm.masks), oldLo, oldHi))
+    return kvmTdpMmuWriteSpteAtomic(kvm, t, idx, newSpte, old);
+  return __kvmTdpMmuWriteSpte(kvm, t, idx, newSpte);
 }
 
-/** spte_to_child_pt(): the table a non-leaf SPTE points to, or null. */
-export function spteToChildPt(kvm: Kvm, spte: bigint, level: number): Table | null {
-  return spteToChildPtWords(kvm, lo32(spte), hi32(spte), level);
-}
-
-/** spte_to_child_pt() on an SPTE's halves. */
-export function spteToChildPtWords(kvm: Kvm, lo: number, hi: number, level: number): Table | null {
+/** spte_to_child_pt(): the table a non-leaf SPTE (given as its halves) points to, or null. */
+export function spteToChildPt(kvm: Kvm, lo: number, hi: number, level: number): Table | null {
   if (!isShadowPresentPteWords(lo) || isLastSpteWords(lo, level)) return null;
   return kvm.tableAt(spteToPfnWords(lo, hi)) ?? null;
 }
@@ -113,7 +103,7 @@ export class TdpIter implements SpteHalves {
   private *refresh(): Gen<void> {
     this.table = this.ptPath[this.level - 1]!;
     this.idx = spteIndexOfGfn(this.gfn, this.level);
-    yield* kvmTdpMmuReadSpteInto(this.kvm, this.table, this.idx, this);
+    yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx, this);
   }
 
   /** tdp_iter_restart() */
@@ -150,8 +140,8 @@ export class TdpIter implements SpteHalves {
 
   /** The rest of try_step_down() (named try_step_*, so traces show the caller). */
   private *tryStepDownReread(): Gen<boolean> {
-    yield* kvmTdpMmuReadSpteInto(this.kvm, this.table, this.idx, this);
-    const child = spteToChildPtWords(this.kvm, this.oldLo, this.oldHi, this.level);
+    yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx, this);
+    const child = spteToChildPt(this.kvm, this.oldLo, this.oldHi, this.level);
     if (child === null) return false;
     this.level--;
     this.ptPath[this.level - 1] = child;
@@ -169,7 +159,7 @@ export class TdpIter implements SpteHalves {
   /** The rest of try_step_side(): to the next sibling, and read it. */
   private *tryStepSideRead(): Gen<boolean> {
     this.toNextSibling();
-    yield* kvmTdpMmuReadSpteInto(this.kvm, this.table, this.idx, this);
+    yield* kvmTdpMmuReadSpte(this.kvm, this.table, this.idx, this);
     return true;
   }
 

@@ -4,7 +4,7 @@
 // Every SPTE write goes through tdpMmuSetSpteAtomic() (mmu_lock held for read,
 // compare-and-swap) or __tdpMmuSetSpte() (held for write); both end in
 // handleChangedSpte(), where the tracepoint fires and the bookkeeping happens.
-import { cmpxchgInto, FALSE_NOW, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type Table } from "../kernel/index.js";
+import { cmpxchgInto, FALSE_NOW, objOf, spinStep, step, touch, writeOnceObserved, type Gen, type SpteHalves, type Table } from "../kernel/index.js";
 import {
   KVM_MAX_HUGEPAGE_LEVEL,
   PG_LEVEL_1G,
@@ -14,8 +14,6 @@ import {
   REMOVED_SPTE,
   checkSpteWritableInvariants,
   isLastSpte,
-  isMmioSpte,
-  isRemovedSpte,
   isShadowPresentPte,
   kvmMmuMaxGfn,
   makeHugePageSplitSpte,
@@ -40,7 +38,9 @@ import {
   lo32,
   maskWords,
   spteToPfnWords,
-  spteWritableInvariantsBrokenWords } from "../spte/index.js";
+  spteWritableInvariantsBrokenWords,
+  join,
+  type MadeSpte } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
 import type { Kvm, KvmMemorySlot, KvmVcpu } from "./kvm_host.js";
 import {
@@ -57,7 +57,7 @@ import {
   ROLE_INVALID,
   type KvmPageFault,
 } from "./mmu_internal.js";
-import { TdpIter, kvmTdpMmuWriteSpte, kvmTdpMmuWriteSpteAtomic, kvmTdpMmuReadSpte, kvmTdpMmuReadSpteInto, __kvmTdpMmuWriteSpte, spteToChildPt, roundGfnForLevel, spteIndexOfGfn } from "./tdp_iter.js";
+import { TdpIter, kvmTdpMmuReadSpte, kvmTdpMmuWriteSpte, kvmTdpMmuWriteSpteAtomic, __kvmTdpMmuWriteSpte, spteToChildPt, roundGfnForLevel, spteIndexOfGfn } from "./tdp_iter.js";
 import {
   kvmFlushRemoteTlbs,
   kvmFlushRemoteTlbsWithAddress,
@@ -313,38 +313,45 @@ function* handleRemovedPt(kvm: Kvm, pt: Table, shared: boolean): Gen<void> {
   const baseGfn = sp.gfn;
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_mmu_prepare_zap_page", gfn: sp.gfn, role: sp.role });
   yield* tdpMmuUnlinkSp(kvm, sp, shared);
+  const asId = kvmMmuPageAsId(sp);
+  // old_spte, as its halves.
+  const old: SpteHalves = { oldLo: 0, oldHi: 0 };
   for (let i = 0; i < ENT; i++) {
     const gfn = baseGfn + i * kvmPagesPerHpage(level);
-    let oldSpte: bigint;
     if (shared) {
       // Someone else may be midway through a frozen update of this entry: wait for it.
       for (;;) {
-        oldSpte = yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, REMOVED_SPTE);
-        if (!isRemovedSpte(oldSpte)) break;
+        yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, REMOVED_SPTE, old);
+        if (!isRemovedSpteWords(old.oldLo, old.oldHi)) break;
         yield spinStep(pt.sptep(i), "cpu_relax()");
       }
     } else {
-      oldSpte = yield* kvmTdpMmuReadSpte(kvm, pt, i);
-      if (!isShadowPresentPte(oldSpte)) continue;
-      oldSpte = yield* kvmTdpMmuWriteSpte(kvm, pt, i, oldSpte, REMOVED_SPTE, level);
+      yield* kvmTdpMmuReadSpte(kvm, pt, i, old);
+      if (!isShadowPresentPteWords(old.oldLo)) continue;
+      yield* kvmTdpMmuWriteSpte(kvm, pt, i, old, REMOVED_SPTE, level);
     }
-    yield* handleChangedSpte(kvm, kvmMmuPageAsId(sp), gfn, oldSpte, REMOVED_SPTE, level, shared);
+    yield* handleChangedSpte(kvm, asId, gfn, old.oldLo, old.oldHi, REMOVED_LO, 0, level, shared);
   }
   yield* callRcuFreeSp(kvm, sp);
 }
 
+/** REMOVED_SPTE's low half (its high half is 0). */
+const REMOVED_LO = lo32(REMOVED_SPTE);
+
+/** An SPTE given as halves, in hex, for messages. */
+const hexWords = (lo: number, hi: number): string => `0x${join(lo, hi).toString(16)}`;
+
 /**
  * __handle_changed_spte(): the one place every SPTE change is accounted for.
+ *
+ * Both SPTEs come as their 32-bit halves (old: `oLo`, `oHi`; new: `nLo`, `nHi`): the
+ * setters hold them so, and every question asked here is one on halves. A 64-bit value is
+ * made only for a message or a trace event.
  * Context: mmu_lock held (read if `shared`), inside rcu_read_lock().
  */
-function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint, newSpte: bigint, level: number, shared: boolean): Gen<void> {
+function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oLo: number, oHi: number, nLo: number, nHi: number, level: number, shared: boolean): Gen<void> {
   const w = kvm.w;
-  // Each SPTE is split into its 32-bit halves once, and asked everything below on those.
   const mw = maskWords(kvm.masks);
-  const oLo = lo32(oldSpte);
-  const oHi = hi32(oldSpte);
-  const nLo = lo32(newSpte);
-  const nHi = hi32(newSpte);
   const wasPresent = isShadowPresentPteWords(oLo);
   const isPresent = isShadowPresentPteWords(nLo);
   const wasLeaf = wasPresent && isLastSpteWords(oLo, level);
@@ -356,31 +363,31 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
 
   // A present leaf must never change pfn without going through non-present (and a flush).
   if (wasLeaf && isLeaf && pfnChanged)
-    w.bugOn(true, `present leaf changed pfn: as ${asId} gfn 0x${gfn.toString(16)} L${level} 0x${oldSpte.toString(16)} -> 0x${newSpte.toString(16)}`);
+    w.bugOn(true, `present leaf changed pfn: as ${asId} gfn 0x${gfn.toString(16)} L${level} ${hexWords(oLo, oHi)} -> ${hexWords(nLo, nHi)}`);
 
-  if (oldSpte === newSpte) return;
+  if (oLo === nLo && oHi === nHi) return;
 
-  if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_tdp_mmu_spte_changed", asId, gfn, level, oldSpte, newSpte });
+  if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_tdp_mmu_spte_changed", asId, gfn, level, oldSpte: join(oLo, oHi), newSpte: join(nLo, nHi) });
 
   if (kvm.checkZapPost) touch(kvm.objIds.obligations, "r");
-  if (isLeaf && kvm.zapObligations.length !== 0) checkZapObligations(kvm, asId, gfn, level, newSpte);
+  if (isLeaf && kvm.zapObligations.length !== 0) checkZapObligations(kvm, asId, gfn, level, join(nLo, nHi));
   // Non-leaf SPTEs are only linked and unlinked; dirty logging and aging never edit them
   // (hardware may set Accessed).
-  if (wasPresent && !wasLeaf && isPresent && !isLeaf && ((oldSpte ^ newSpte) & ~kvm.masks.shadowAccessedMask) !== 0n)
-    w.report("transitions", `non-leaf SPTE at gfn 0x${gfn.toString(16)} (L${level}) edited: 0x${oldSpte.toString(16)} -> 0x${newSpte.toString(16)}`);
+  if (wasPresent && !wasLeaf && isPresent && !isLeaf && (((oLo ^ nLo) & ~mw.accessed.lo) | ((oHi ^ nHi) & ~mw.accessed.hi)) !== 0)
+    w.report("transitions", `non-leaf SPTE at gfn 0x${gfn.toString(16)} (L${level}) edited: ${hexWords(oLo, oHi)} -> ${hexWords(nLo, nHi)}`);
   // A present leaf may only go away through non-present plus a flush, never straight to MMIO.
   if (wasLeaf && isMmioSpteWords(kvm.masks, mw, nLo, nHi))
-    w.report("transitions", `present leaf 0x${oldSpte.toString(16)} at gfn 0x${gfn.toString(16)} replaced by MMIO SPTE 0x${newSpte.toString(16)} without a zap and flush`);
+    w.report("transitions", `present leaf ${hexWords(oLo, oHi)} at gfn 0x${gfn.toString(16)} replaced by MMIO SPTE ${hexWords(nLo, nHi)} without a zap and flush`);
 
   if (isLeaf && spteWritableInvariantsBrokenWords(mw, nLo, nHi))
-    w.report("warn", `check_spte_writable_invariants: ${checkSpteWritableInvariants(kvm.masks, newSpte)}`);
+    w.report("warn", `check_spte_writable_invariants: ${checkSpteWritableInvariants(kvm.masks, join(nLo, nHi))}`);
 
   if (!wasPresent && !isPresent) {
     // Non-present to non-present needs no bookkeeping, but only MMIO and REMOVED_SPTE
     // are expected to get here.
     w.warnOn(
-      !isMmioSpteWords(kvm.masks, mw, oLo, oHi) && !isMmioSpteWords(kvm.masks, mw, nLo, nHi) && !isRemovedSpte(newSpte),
-      `unexpected non-present SPTE change 0x${oldSpte.toString(16)} -> 0x${newSpte.toString(16)} at gfn 0x${gfn.toString(16)}`,
+      !isMmioSpteWords(kvm.masks, mw, oLo, oHi) && !isMmioSpteWords(kvm.masks, mw, nLo, nHi) && !isRemovedSpteWords(nLo, nHi),
+      `unexpected non-present SPTE change ${hexWords(oLo, oHi)} -> ${hexWords(nLo, nHi)} at gfn 0x${gfn.toString(16)}`,
     );
     return;
   }
@@ -392,9 +399,9 @@ function* __handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigi
 
   // A page table went away: recursively take it down.
   if (wasPresent && !wasLeaf && (isLeaf || !isPresent || w.warnOn(pfnChanged, "a non-leaf SPTE changed pfn"))) {
-    const child = spteToChildPt(kvm, oldSpte, level);
+    const child = spteToChildPt(kvm, oLo, oHi, level);
     if (child !== null) yield* handleRemovedPt(kvm, child, shared);
-    else w.report("bug", `non-leaf SPTE 0x${oldSpte.toString(16)} points to no page table`);
+    else w.report("bug", `non-leaf SPTE ${hexWords(oLo, oHi)} points to no page table`);
   }
 }
 
@@ -409,37 +416,30 @@ function checkZapObligations(kvm: Kvm, asId: number, gfn: number, level: number,
       );
 }
 
-/** handle_changed_spte_acc_track() */
-function handleChangedSpteAccTrack(kvm: Kvm, oldSpte: bigint, newSpte: bigint, level: number): void {
-  const oLo = lo32(oldSpte);
+/** handle_changed_spte_acc_track(), on halves as __handleChangedSpte(). */
+function handleChangedSpteAccTrack(kvm: Kvm, oLo: number, oHi: number, nLo: number, nHi: number, level: number): void {
   if (!isShadowPresentPteWords(oLo) || !isLastSpteWords(oLo, level)) return;
   const mw = maskWords(kvm.masks);
-  const oHi = hi32(oldSpte);
   if (!isAccessedSpteWords(mw, oLo, oHi)) return;
-  const nLo = lo32(newSpte);
-  const nHi = hi32(newSpte);
   const pfn = spteToPfnWords(oLo, oHi);
   if (!isShadowPresentPteWords(nLo) || !isAccessedSpteWords(mw, nLo, nHi) || pfn !== spteToPfnWords(nLo, nHi)) kvmSetPfnAccessed(kvm, pfn);
 }
 
-/** handle_changed_spte_dirty_log() */
-function handleChangedSpteDirtyLog(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint, newSpte: bigint, level: number): void {
+/** handle_changed_spte_dirty_log(), on halves as __handleChangedSpte(). */
+function handleChangedSpteDirtyLog(kvm: Kvm, asId: number, gfn: number, oLo: number, oHi: number, nLo: number, nHi: number, level: number): void {
   if (level > PG_LEVEL_4K) return;
-  const nLo = lo32(newSpte);
   if (!isWritablePteWords(nLo)) return;
-  const oLo = lo32(oldSpte);
-  const pfnChanged = spteToPfnWords(oLo, hi32(oldSpte)) !== spteToPfnWords(nLo, hi32(newSpte));
-  if (!isWritablePteWords(oLo) || pfnChanged) {
+  if (!isWritablePteWords(oLo) || spteToPfnWords(oLo, oHi) !== spteToPfnWords(nLo, nHi)) {
     const slot = gfnToMemslot(kvm, asId, gfn);
     markPageDirtyInSlot(kvm, slot, gfn);
   }
 }
 
-/** handle_changed_spte() */
-function* handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint, newSpte: bigint, level: number, shared: boolean): Gen<void> {
-  yield* __handleChangedSpte(kvm, asId, gfn, oldSpte, newSpte, level, shared);
-  handleChangedSpteAccTrack(kvm, oldSpte, newSpte, level);
-  handleChangedSpteDirtyLog(kvm, asId, gfn, oldSpte, newSpte, level);
+/** handle_changed_spte(), on halves as __handleChangedSpte(). */
+function* handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oLo: number, oHi: number, nLo: number, nHi: number, level: number, shared: boolean): Gen<void> {
+  yield* __handleChangedSpte(kvm, asId, gfn, oLo, oHi, nLo, nHi, level, shared);
+  handleChangedSpteAccTrack(kvm, oLo, oHi, nLo, nHi, level);
+  handleChangedSpteDirtyLog(kvm, asId, gfn, oLo, oHi, nLo, nHi, level);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -450,23 +450,20 @@ function* handleChangedSpte(kvm: Kvm, asId: number, gfn: number, oldSpte: bigint
  * is refreshed and -EBUSY returned with nothing else done.
  * Context: mmu_lock held for read, inside rcu_read_lock().
  */
-export function* tdpMmuSetSpteAtomic(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<number> {
-  kvm.w.warnOn(iter.yielded || isRemovedSpteWords(iter.oldLo, iter.oldHi), "tdp_mmu_set_spte_atomic on a yielded iterator or a frozen SPTE");
-  kvm.mmuLock.assertHeldRead();
-  if (!(yield* cmpxchgSpte(kvm, iter, newSpte))) return EBUSY;
-  const oldSpte = iter.oldSpte;
-  yield* __handleChangedSpte(kvm, iter.asId, iter.gfn, oldSpte, newSpte, iter.level, true);
-  handleChangedSpteAccTrack(kvm, oldSpte, newSpte, iter.level);
-  return 0;
+export function tdpMmuSetSpteAtomic(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<number> {
+  return tdpMmuSetSpteAtomicWords(kvm, iter, lo32(newSpte), hi32(newSpte));
 }
 
-/**
- * try_cmpxchg64(iter->sptep, &iter->old_spte, new), as tdp_mmu_set_spte_atomic() uses it:
- * on failure iter->old_spte holds the value found.
- */
-function cmpxchgSpte(kvm: Kvm, iter: TdpIter, v: bigint): Gen<boolean> {
-  return cmpxchgInto(kvm.w, iter.table, iter.idx, iter, v);
-}
+/** tdp_mmu_set_spte_atomic() with the new SPTE as its halves (under the kernel's name in traces). */
+const tdpMmuSetSpteAtomicWords = function* tdpMmuSetSpteAtomic(kvm: Kvm, iter: TdpIter, nLo: number, nHi: number): Gen<number> {
+  kvm.w.warnOn(iter.yielded || isRemovedSpteWords(iter.oldLo, iter.oldHi), "tdp_mmu_set_spte_atomic on a yielded iterator or a frozen SPTE");
+  kvm.mmuLock.assertHeldRead();
+  if (!(yield* cmpxchgInto(kvm.w, iter.table, iter.idx, iter, nLo, nHi))) return EBUSY;
+  const { oldLo, oldHi } = iter;
+  yield* __handleChangedSpte(kvm, iter.asId, iter.gfn, oldLo, oldHi, nLo, nHi, iter.level, true);
+  handleChangedSpteAccTrack(kvm, oldLo, oldHi, nLo, nHi, iter.level);
+  return 0;
+};
 
 /**
  * tdp_mmu_zap_spte_atomic(): freeze, flush, clear. While the SPTE holds REMOVED_SPTE
@@ -484,8 +481,9 @@ export function* tdpMmuZapSpteAtomic(kvm: Kvm, iter: TdpIter): Gen<number> {
 }
 
 /**
- * __tdp_mmu_set_spte(): the exclusive setter. Returns the value really replaced (an
- * exchange catches A/D bits set by hardware meanwhile).
+ * __tdp_mmu_set_spte(): the exclusive setter. `old` holds the value the caller read and, on
+ * return, the value really replaced (an exchange catches A/D bits set by hardware
+ * meanwhile): what the kernel returns, left where _tdp_mmu_set_spte() stores it.
  * Context: mmu_lock held for write, inside rcu_read_lock().
  */
 export function* __tdpMmuSetSpte(
@@ -493,35 +491,36 @@ export function* __tdpMmuSetSpte(
   asId: number,
   table: Table,
   idx: number,
-  oldSpte: bigint,
+  old: SpteHalves,
   newSpte: bigint,
   gfn: number,
   level: number,
   recordAccTrack: boolean,
   recordDirtyLog: boolean,
-): Gen<bigint> {
+): Gen<void> {
   kvm.mmuLock.assertHeldWrite();
-  kvm.w.warnOn(isRemovedSpte(oldSpte) || isRemovedSpte(newSpte), "__tdp_mmu_set_spte with REMOVED_SPTE");
+  const nLo = lo32(newSpte);
+  const nHi = hi32(newSpte);
+  kvm.w.warnOn(isRemovedSpteWords(old.oldLo, old.oldHi) || isRemovedSpteWords(nLo, nHi), "__tdp_mmu_set_spte with REMOVED_SPTE");
   if (kvm.variant("nonatomic-write-drops-ad")) {
     // MODEL (I9 check): what the plain store really overwrote.
+    const oldSpte = join(old.oldLo, old.oldHi);
     const inMemory = yield* writeOnceObserved(kvm.w, table, idx, newSpte);
     const lost = (inMemory & ~oldSpte) & (kvm.masks.shadowDirtyMask | kvm.masks.shadowAccessedMask | PT_WRITABLE_MASK);
     if (lost !== 0n && isShadowPresentPte(oldSpte))
       kvm.w.report("dirty", `a plain store over gfn 0x${gfn.toString(16)} lost bits 0x${lost.toString(16)} set in memory after the writer read 0x${oldSpte.toString(16)}`);
-  } else oldSpte = yield* kvmTdpMmuWriteSpte(kvm, table, idx, oldSpte, newSpte, level);
-  yield* __handleChangedSpte(kvm, asId, gfn, oldSpte, newSpte, level, false);
-  if (recordAccTrack) handleChangedSpteAccTrack(kvm, oldSpte, newSpte, level);
-  if (recordDirtyLog) handleChangedSpteDirtyLog(kvm, asId, gfn, oldSpte, newSpte, level);
-  return oldSpte;
+  } else yield* kvmTdpMmuWriteSpte(kvm, table, idx, old, newSpte, level);
+  const { oldLo, oldHi } = old;
+  yield* __handleChangedSpte(kvm, asId, gfn, oldLo, oldHi, nLo, nHi, level, false);
+  if (recordAccTrack) handleChangedSpteAccTrack(kvm, oldLo, oldHi, nLo, nHi, level);
+  if (recordDirtyLog) handleChangedSpteDirtyLog(kvm, asId, gfn, oldLo, oldHi, nLo, nHi, level);
 }
 
 /** _tdp_mmu_set_spte(): a non-atomic SPTE update under mmu_lock held for write. */
 function* _tdpMmuSetSpte(kvm: Kvm, iter: TdpIter, newSpte: bigint, recordAccTrack: boolean, recordDirtyLog: boolean): Gen<void> {
   kvm.w.warnOn(iter.yielded, "_tdp_mmu_set_spte on a yielded iterator");
-  const oldSpte = iter.oldSpte;
-  const replaced = yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, oldSpte, newSpte, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
-  // iter->old_spte = the value replaced (split into halves again only if it differs).
-  if (replaced !== oldSpte) iter.oldSpte = replaced;
+  // iter->old_spte = __tdp_mmu_set_spte(...): the setter leaves the value replaced there.
+  yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, iter, newSpte, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
 }
 
 /** tdp_mmu_set_spte() */
@@ -629,9 +628,10 @@ function* tdpMmuZapRoot(kvm: Kvm, root: KvmMmuPage, shared: boolean): Gen<void> 
 export function* kvmTdpMmuZapSp(kvm: Kvm, sp: KvmMmuPage): Gen<boolean> {
   if (kvm.w.warnOn(sp.ptep === null, "kvm_tdp_mmu_zap_sp on a root")) return false;
   const { table, idx } = sp.ptep!;
-  const oldSpte = yield* kvmTdpMmuReadSpte(kvm, table, idx);
-  if (kvm.w.warnOn(!isShadowPresentPte(oldSpte), "kvm_tdp_mmu_zap_sp: parent SPTE not present")) return false;
-  yield* __tdpMmuSetSpte(kvm, kvmMmuPageAsId(sp), table, idx, oldSpte, 0n, sp.gfn, roleLevel(sp.role) + 1, true, true);
+  const old: SpteHalves = { oldLo: 0, oldHi: 0 };
+  yield* kvmTdpMmuReadSpte(kvm, table, idx, old);
+  if (kvm.w.warnOn(!isShadowPresentPteWords(old.oldLo), "kvm_tdp_mmu_zap_sp: parent SPTE not present")) return false;
+  yield* __tdpMmuSetSpte(kvm, kvmMmuPageAsId(sp), table, idx, old, 0n, sp.gfn, roleLevel(sp.role) + 1, true, true);
   return true;
 }
 
@@ -794,6 +794,9 @@ function* tdpMmuLinkSp(kvm: Kvm, iter: TdpIter, sp: KvmMmuPage, accountNx: boole
   return 0;
 }
 
+/** What make_spte() made for the fault being handled; read right after, before any step. */
+const madeSpte: MadeSpte = { lo: 0, hi: 0, wrprot: false };
+
 /**
  * tdp_mmu_map_handle_target_level(): install the leaf (or MMIO SPTE) at the goal level.
  * Context: mmu_lock held for read, inside rcu_read_lock().
@@ -802,27 +805,33 @@ function* tdpMmuMapHandleTargetLevel(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFaul
   const sp = tableToSp(iter.table);
   let ret = RET_PF_FIXED;
   let wrprot = false;
-  let newSpte: bigint;
+  // The new SPTE, as its halves (see makeSpteWords()).
+  let nLo: number;
+  let nHi: number;
   kvm.w.warnOn(roleLevel(sp.role) !== fault.goalLevel, "target level is not the goal level");
   if (fault.slot === null) {
-    newSpte = makeMmioSpteForVcpu(kvm, vcpu, iter.gfn);
+    const spte = makeMmioSpteForVcpu(kvm, vcpu, iter.gfn);
+    nLo = lo32(spte);
+    nHi = hi32(spte);
   } else {
-    const r = makeSpteForVcpu(kvm, vcpu, sp, fault.slot, iter.gfn, fault.pfn, iter.oldSpte, fault.prefetch, fault.mapWritable);
-    newSpte = r.spte;
-    wrprot = r.wrprot;
+    const made = madeSpte;
+    makeSpteForVcpu(kvm, vcpu, sp, fault.slot, iter.gfn, fault.pfn, iter.oldLo, iter.oldHi, fault.prefetch, fault.mapWritable, made);
+    nLo = made.lo;
+    nHi = made.hi;
+    wrprot = made.wrprot;
   }
-  if (lo32(newSpte) === iter.oldLo && hi32(newSpte) === iter.oldHi) ret = RET_PF_SPURIOUS;
-  else if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) return RET_PF_RETRY;
+  if (nLo === iter.oldLo && nHi === iter.oldHi) ret = RET_PF_SPURIOUS;
+  else if ((yield* tdpMmuSetSpteAtomicWords(kvm, iter, nLo, nHi)) !== 0) return RET_PF_RETRY;
   else if (isShadowPresentPteWords(iter.oldLo) && !isLastSpteWords(iter.oldLo, iter.level))
     yield* kvmFlushRemoteTlbsWithAddress(kvm, sp.gfn, kvmPagesPerHpage(iter.level + 1));
 
   if (wrprot && fault.write) ret = RET_PF_EMULATE;
-  if (isMmioSpte(kvm.masks, newSpte)) {
+  if (isMmioSpteWords(kvm.masks, maskWords(kvm.masks), nLo, nHi)) {
     vcpu.stat.pfMmioSpteCreated++;
-    if (kvm.tracer.on) kvm.tracer.emit({ ev: "mark_mmio_spte", gfn: iter.gfn, spte: newSpte, gen: Number(kvm.memslots[0]!.generation & 0x7ffffn) });
+    if (kvm.tracer.on) kvm.tracer.emit({ ev: "mark_mmio_spte", gfn: iter.gfn, spte: join(nLo, nHi), gen: Number(kvm.memslots[0]!.generation & 0x7ffffn) });
     ret = RET_PF_EMULATE;
   } else if (kvm.tracer.on) {
-    kvm.tracer.emit({ ev: "kvm_mmu_set_spte", gfn: iter.gfn, level: iter.level, spte: newSpte });
+    kvm.tracer.emit({ ev: "kvm_mmu_set_spte", gfn: iter.gfn, level: iter.level, spte: join(nLo, nHi) });
   }
   return ret;
 }
@@ -843,7 +852,7 @@ export function* kvmTdpMmuMap(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen
     if (iter.level === fault.goalLevel) break;
     if (isShadowPresentPteWords(iter.oldLo) && isLargePteWords(iter.oldLo)) {
       if ((yield* tdpMmuZapSpteAtomic(kvm, iter)) !== 0) break;
-      yield* kvmTdpMmuReadSpteInto(kvm, iter.table, iter.idx, iter);
+      yield* kvmTdpMmuReadSpte(kvm, iter.table, iter.idx, iter);
     }
     if (!isShadowPresentPteWords(iter.oldLo)) {
       const accountNx = fault.hugePageDisallowed && fault.reqLevel >= iter.level;

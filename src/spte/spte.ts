@@ -881,6 +881,28 @@ export interface MakeSpteParams {
  * Context: any; pure. The TDP MMU calls it from the fault path under mmu_lock for read.
  */
 export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrprot: boolean } {
+  const { oldSpte, ...rest } = p;
+  const out: MadeSpte = { lo: 0, hi: 0, wrprot: false };
+  makeSpteWords(m, { ...rest, oldLo: lo32(oldSpte), oldHi: hi32(oldSpte) }, out);
+  return { spte: join(out.lo, out.hi), wrprot: out.wrprot };
+}
+
+/** make_spte()'s parameters with the old SPTE as its halves. */
+export type MakeSpteWordsParams = Omit<MakeSpteParams, "oldSpte"> & { readonly oldLo: number; readonly oldHi: number };
+
+/** What make_spte() made: the new SPTE's halves, and `wrprot` as makeSpte() returns it. */
+export interface MadeSpte {
+  lo: number;
+  hi: number;
+  wrprot: boolean;
+}
+
+/**
+ * makeSpte() on halves, the form the fault path calls: the old SPTE comes as its halves and
+ * the new one goes to `out`, so no 64-bit value is made (the fault path compares and stores
+ * halves).
+ */
+export function makeSpteWords(m: SpteMasks, p: MakeSpteWordsParams, out: MadeSpte): void {
   // Built as two 32-bit halves (see "Halves" above); each line is the kernel's step on the
   // 64-bit value.
   const mw = maskWords(m);
@@ -939,7 +961,7 @@ export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrpro
   if (pteAccess & ACC_WRITE_MASK) {
     lo |= LO_WRITABLE | mw.mmuWritable.lo;
     hi |= mw.mmuWritable.hi;
-    if (isLastSpte(p.oldSpte, level) && isWritablePte(p.oldSpte)) {
+    if (isLastSpteWords(p.oldLo, level) && isWritablePteWords(p.oldLo)) {
       // kernel: goto out
       skipToOut = true;
     } else if (p.mmuTryToUnsyncPages?.() ?? false) {
@@ -955,11 +977,15 @@ export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrpro
     hi |= mw.dirty.hi;
   }
 
-  let spte = join(lo, hi);
   // out:
-  if (p.prefetch) spte = markSpteForAccessTrack(m, spte, p.warn);
-
-  return { spte, wrprot };
+  if (p.prefetch) {
+    const spte = markSpteForAccessTrack(m, join(lo, hi), p.warn);
+    lo = lo32(spte);
+    hi = hi32(spte);
+  }
+  out.lo = lo;
+  out.hi = hi;
+  out.wrprot = wrprot;
 }
 
 /**
