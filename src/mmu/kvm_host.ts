@@ -17,6 +17,7 @@ import {
 } from "../kernel/index.js";
 import { masksFor, type SpteFormat, type SpteMasks } from "../spte/index.js";
 import type { KvmMmuPage } from "./mmu_internal.js";
+import type { TdpIter } from "./tdp_iter.js";
 
 export const KVM_ADDRESS_SPACE_NUM = 2;
 export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
@@ -145,6 +146,15 @@ export class KvmVcpu {
    */
   srcuSeq = 0;
   readonly stat = { pfTaken: 0, pfFixed: 0, pfEmulate: 0, pfSpurious: 0, pfFast: 0, pfMmioSpteCreated: 0, pfRetry: 0 };
+  /**
+   * MODEL: the struct tdp_iter of kvm_tdp_mmu_map(), which the kernel has on this vCPU
+   * thread's stack: kept here between faults rather than made anew for each (populate is
+   * some 10 % faster, see README: Benchmarks). One is enough: a vCPU handles one fault at a
+   * time (KVM_RUN holds vcpu->mutex, and concurrent scenarios are checked to run each vCPU
+   * in one thread), and a run abandoned midway is never resumed (every schedule starts from
+   * a copy of the world). Scratch space, not state: left out of state lines and digests.
+   */
+  tdpIter: TdpIter | null = null;
   constructor(readonly vcpuId: number) {
     this.tlb = new Tlb(objOf.tlb(vcpuId));
   }

@@ -846,7 +846,8 @@ export function* kvmTdpMmuMap(kvm: Kvm, vcpu: KvmVcpu, fault: KvmPageFault): Gen
   kvmMmuHugepageAdjust(kvm, vcpu, fault);
   if (kvm.tracer.on) kvm.tracer.emit({ ev: "kvm_mmu_spte_requested", gfn: fault.gfn, pfn: fault.pfn, level: fault.goalLevel });
   yield* kvm.rcu.rcuReadLock();
-  const iter = new TdpIter(kvm);
+  // The walk's struct tdp_iter: the vCPU's own (see KvmVcpu.tdpIter).
+  const iter = (vcpu.tdpIter ??= new TdpIter(kvm));
   for (yield* iter.tdpIterStart(root, PG_LEVEL_4K, fault.gfn); iter.valid && iter.gfn < fault.gfn + 1; yield* iter.tdpIterNext()) {
     if (fault.nxHugePageWorkaroundEnabled) disallowedHugepageAdjust(fault, iter.oldSpte, iter.level);
     if (iter.level === fault.goalLevel) break;

@@ -7,9 +7,10 @@ import { ShapeCache, fieldAccess, fnv1a } from "../base/index.js";
 
 /**
  * Fields that record how a state was reached, not what it is (histories and lookup caches),
- * or that are a second view of memory seen through another field (a table's spt32).
+ * that are a second view of memory seen through another field (a table's spt32), or that
+ * are scratch space kept between uses (a vCPU's tdpIter).
  */
-const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId", "lastRunKey", "lastRun", "spt32"]);
+const HISTORY = new Set(["current", "stepsTotal", "stepsBy", "findings", "onFinding", "tracer", "nextObjId", "lastRunKey", "lastRun", "spt32", "tdpIter"]);
 
 export function stateLines(root: object): string[] {
   const seen = new Map<object, string>();
