@@ -107,9 +107,13 @@ class OneRead {
   }
 }
 
-/** WRITE_ONCE(*sptep, v) */
-export function* writeOnce(w: World, t: Table, idx: number, v: bigint): Gen<void> {
-  yield* writeOnceObserved(w, t, idx, v);
+/** WRITE_ONCE(*sptep, v), v given as its halves (one store: see cmpxchgInto()). */
+export function* writeOnce(w: World, t: Table, idx: number, vLo: number, vHi: number): Gen<void> {
+  yield step("write", t.sptep(idx), "w", "WRITE_ONCE(*sptep)");
+  checkLive(w, t, "WRITE_ONCE");
+  const words = t.spt32;
+  words[2 * idx + LO_HALF] = vLo;
+  words[2 * idx + HI_HALF] = vHi;
 }
 
 /**
@@ -124,14 +128,15 @@ export function* writeOnceObserved(w: World, t: Table, idx: number, v: bigint): 
   return old;
 }
 
-/** xchg(sptep, v) whose replaced value goes to `into`, as halves. */
-export function* xchgInto(w: World, t: Table, idx: number, v: bigint, into: SpteHalves): Gen<void> {
+/** xchg(sptep, v), v given as its halves; the value replaced goes to `into`. */
+export function* xchgInto(w: World, t: Table, idx: number, vLo: number, vHi: number, into: SpteHalves): Gen<void> {
   yield step("rmw", t.sptep(idx), "w", "xchg(sptep)");
   checkLive(w, t, "xchg");
   const words = t.spt32;
   into.oldLo = words[2 * idx + LO_HALF]! | 0;
   into.oldHi = words[2 * idx + HI_HALF]! | 0;
-  t.spt[idx] = v;
+  words[2 * idx + LO_HALF] = vLo;
+  words[2 * idx + HI_HALF] = vHi;
 }
 
 /**

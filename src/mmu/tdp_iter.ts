@@ -27,14 +27,16 @@ export function kvmTdpMmuReadSpte(kvm: Kvm, t: Table, idx: number, into: SpteHal
   return readOnceInto(kvm.w, t, idx, into);
 }
 
+// The writers take the new SPTE as its halves, `lo` and `hi` (see SpteHalves).
+
 /** kvm_tdp_mmu_write_spte_atomic(): exchange; the value replaced goes to `into`. */
-export function kvmTdpMmuWriteSpteAtomic(kvm: Kvm, t: Table, idx: number, v: bigint, into: SpteHalves): Gen<void> {
-  return xchgInto(kvm.w, t, idx, v, into);
+export function kvmTdpMmuWriteSpteAtomic(kvm: Kvm, t: Table, idx: number, lo: number, hi: number, into: SpteHalves): Gen<void> {
+  return xchgInto(kvm.w, t, idx, lo, hi, into);
 }
 
 /** __kvm_tdp_mmu_write_spte(): a plain store. */
-export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, v: bigint): Gen<void> {
-  return writeOnce(kvm.w, t, idx, v);
+export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, lo: number, hi: number): Gen<void> {
+  return writeOnce(kvm.w, t, idx, lo, hi);
 }
 
 /**
@@ -43,11 +45,11 @@ export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, v: bigint)
  * holds the value the caller read and, on return, the value really replaced (the kernel
  * returns it).
  */
-export function kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, old: SpteHalves, newSpte: bigint, level: number): Gen<void> {
+export function kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, old: SpteHalves, lo: number, hi: number, level: number): Gen<void> {
   const { oldLo, oldHi } = old;
   if (isShadowPresentPteWords(oldLo) && isLastSpteWords(oldLo, level) && spteHasVolatileBitsWords(maskWords(kvm.masks), oldLo, oldHi))
-    return kvmTdpMmuWriteSpteAtomic(kvm, t, idx, newSpte, old);
-  return __kvmTdpMmuWriteSpte(kvm, t, idx, newSpte);
+    return kvmTdpMmuWriteSpteAtomic(kvm, t, idx, lo, hi, old);
+  return __kvmTdpMmuWriteSpte(kvm, t, idx, lo, hi);
 }
 
 /** spte_to_child_pt(): the table a non-leaf SPTE (given as its halves) points to, or null. */

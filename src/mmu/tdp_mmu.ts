@@ -28,7 +28,6 @@ import {
   spteAdEnabledWords,
   spteAdNeedWriteProtectWords,
   spteHasAnyOfWords,
-  spteWithoutWords,
   isAccessedSpteWords,
   isDirtySpteWords,
   isLastSpteWords,
@@ -40,7 +39,8 @@ import {
   spteToPfnWords,
   spteWritableInvariantsBrokenWords,
   join,
-  type MadeSpte } from "../spte/index.js";
+  type MadeSpte,
+  type Words } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
 import type { Kvm, KvmMemorySlot, KvmVcpu } from "./kvm_host.js";
 import {
@@ -321,14 +321,14 @@ function* handleRemovedPt(kvm: Kvm, pt: Table, shared: boolean): Gen<void> {
     if (shared) {
       // Someone else may be midway through a frozen update of this entry: wait for it.
       for (;;) {
-        yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, REMOVED_SPTE, old);
+        yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, REMOVED_LO, 0, old);
         if (!isRemovedSpteWords(old.oldLo, old.oldHi)) break;
         yield spinStep(pt.sptep(i), "cpu_relax()");
       }
     } else {
       yield* kvmTdpMmuReadSpte(kvm, pt, i, old);
       if (!isShadowPresentPteWords(old.oldLo)) continue;
-      yield* kvmTdpMmuWriteSpte(kvm, pt, i, old, REMOVED_SPTE, level);
+      yield* kvmTdpMmuWriteSpte(kvm, pt, i, old, REMOVED_LO, 0, level);
     }
     yield* handleChangedSpte(kvm, asId, gfn, old.oldLo, old.oldHi, REMOVED_LO, 0, level, shared);
   }
@@ -476,14 +476,15 @@ export function* tdpMmuZapSpteAtomic(kvm: Kvm, iter: TdpIter): Gen<number> {
   yield* kvmFlushRemoteTlbsWithAddress(kvm, iter.gfn, kvmPagesPerHpage(iter.level));
   // The frozen value goes away without bookkeeping: REMOVED_SPTE to 0 is not a change
   // anybody accounts for.
-  yield* __kvmTdpMmuWriteSpte(kvm, iter.table, iter.idx, 0n);
+  yield* __kvmTdpMmuWriteSpte(kvm, iter.table, iter.idx, 0, 0);
   return 0;
 }
 
 /**
- * __tdp_mmu_set_spte(): the exclusive setter. `old` holds the value the caller read and, on
- * return, the value really replaced (an exchange catches A/D bits set by hardware
- * meanwhile): what the kernel returns, left where _tdp_mmu_set_spte() stores it.
+ * __tdp_mmu_set_spte(): the exclusive setter, the new SPTE given as its halves. `old` holds
+ * the value the caller read and, on return, the value really replaced (an exchange catches
+ * A/D bits set by hardware meanwhile): what the kernel returns, left where
+ * _tdp_mmu_set_spte() stores it.
  * Context: mmu_lock held for write, inside rcu_read_lock().
  */
 export function* __tdpMmuSetSpte(
@@ -492,50 +493,49 @@ export function* __tdpMmuSetSpte(
   table: Table,
   idx: number,
   old: SpteHalves,
-  newSpte: bigint,
+  nLo: number,
+  nHi: number,
   gfn: number,
   level: number,
   recordAccTrack: boolean,
   recordDirtyLog: boolean,
 ): Gen<void> {
   kvm.mmuLock.assertHeldWrite();
-  const nLo = lo32(newSpte);
-  const nHi = hi32(newSpte);
   kvm.w.warnOn(isRemovedSpteWords(old.oldLo, old.oldHi) || isRemovedSpteWords(nLo, nHi), "__tdp_mmu_set_spte with REMOVED_SPTE");
   if (kvm.variant("nonatomic-write-drops-ad")) {
     // MODEL (I9 check): what the plain store really overwrote.
     const oldSpte = join(old.oldLo, old.oldHi);
-    const inMemory = yield* writeOnceObserved(kvm.w, table, idx, newSpte);
+    const inMemory = yield* writeOnceObserved(kvm.w, table, idx, join(nLo, nHi));
     const lost = (inMemory & ~oldSpte) & (kvm.masks.shadowDirtyMask | kvm.masks.shadowAccessedMask | PT_WRITABLE_MASK);
     if (lost !== 0n && isShadowPresentPte(oldSpte))
       kvm.w.report("dirty", `a plain store over gfn 0x${gfn.toString(16)} lost bits 0x${lost.toString(16)} set in memory after the writer read 0x${oldSpte.toString(16)}`);
-  } else yield* kvmTdpMmuWriteSpte(kvm, table, idx, old, newSpte, level);
+  } else yield* kvmTdpMmuWriteSpte(kvm, table, idx, old, nLo, nHi, level);
   const { oldLo, oldHi } = old;
   yield* __handleChangedSpte(kvm, asId, gfn, oldLo, oldHi, nLo, nHi, level, false);
   if (recordAccTrack) handleChangedSpteAccTrack(kvm, oldLo, oldHi, nLo, nHi, level);
   if (recordDirtyLog) handleChangedSpteDirtyLog(kvm, asId, gfn, oldLo, oldHi, nLo, nHi, level);
 }
 
-/** _tdp_mmu_set_spte(): a non-atomic SPTE update under mmu_lock held for write. */
-function* _tdpMmuSetSpte(kvm: Kvm, iter: TdpIter, newSpte: bigint, recordAccTrack: boolean, recordDirtyLog: boolean): Gen<void> {
+/** _tdp_mmu_set_spte(): a non-atomic SPTE update under mmu_lock held for write (new SPTE as halves). */
+function* _tdpMmuSetSpte(kvm: Kvm, iter: TdpIter, nLo: number, nHi: number, recordAccTrack: boolean, recordDirtyLog: boolean): Gen<void> {
   kvm.w.warnOn(iter.yielded, "_tdp_mmu_set_spte on a yielded iterator");
   // iter->old_spte = __tdp_mmu_set_spte(...): the setter leaves the value replaced there.
-  yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, iter, newSpte, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
+  yield* __tdpMmuSetSpte(kvm, iter.asId, iter.table, iter.idx, iter, nLo, nHi, iter.gfn, iter.level, recordAccTrack, recordDirtyLog);
 }
 
 /** tdp_mmu_set_spte() */
 export function tdpMmuSetSpte(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<void> {
-  return _tdpMmuSetSpte(kvm, iter, newSpte, true, true);
+  return _tdpMmuSetSpte(kvm, iter, lo32(newSpte), hi32(newSpte), true, true);
 }
 
-/** tdp_mmu_set_spte_no_acc_track() */
-function tdpMmuSetSpteNoAccTrack(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<void> {
-  return _tdpMmuSetSpte(kvm, iter, newSpte, false, true);
+/** tdp_mmu_set_spte_no_acc_track(), the new SPTE as its halves. */
+function tdpMmuSetSpteNoAccTrack(kvm: Kvm, iter: TdpIter, nLo: number, nHi: number): Gen<void> {
+  return _tdpMmuSetSpte(kvm, iter, nLo, nHi, false, true);
 }
 
-/** tdp_mmu_set_spte_no_dirty_log() */
-function tdpMmuSetSpteNoDirtyLog(kvm: Kvm, iter: TdpIter, newSpte: bigint): Gen<void> {
-  return _tdpMmuSetSpte(kvm, iter, newSpte, true, false);
+/** tdp_mmu_set_spte_no_dirty_log(), the new SPTE as its halves. */
+function tdpMmuSetSpteNoDirtyLog(kvm: Kvm, iter: TdpIter, nLo: number, nHi: number): Gen<void> {
+  return _tdpMmuSetSpte(kvm, iter, nLo, nHi, true, false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -631,7 +631,7 @@ export function* kvmTdpMmuZapSp(kvm: Kvm, sp: KvmMmuPage): Gen<boolean> {
   const old: SpteHalves = { oldLo: 0, oldHi: 0 };
   yield* kvmTdpMmuReadSpte(kvm, table, idx, old);
   if (kvm.w.warnOn(!isShadowPresentPteWords(old.oldLo), "kvm_tdp_mmu_zap_sp: parent SPTE not present")) return false;
-  yield* __tdpMmuSetSpte(kvm, kvmMmuPageAsId(sp), table, idx, old, 0n, sp.gfn, roleLevel(sp.role) + 1, true, true);
+  yield* __tdpMmuSetSpte(kvm, kvmMmuPageAsId(sp), table, idx, old, 0, 0, sp.gfn, roleLevel(sp.role) + 1, true, true);
   return true;
 }
 
@@ -953,16 +953,17 @@ function* kvmTdpMmuHandleGfn(kvm: Kvm, asId: number, start: number, end: number,
 
 /** age_gfn_range(): clear Accessed (or mark for access tracking without A/D). */
 function* ageGfnRange(kvm: Kvm, iter: TdpIter): Gen<boolean> {
+  const accessed = maskWords(kvm.masks).accessed;
   if (!isAccessedSpteWords(maskWords(kvm.masks), iter.oldLo, iter.oldHi)) return false;
-  let newSpte: bigint;
   if (spteAdEnabledWords(iter.oldHi)) {
-    newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).accessed);
+    // The new SPTE: the old one without A.
+    yield* tdpMmuSetSpteNoAccTrack(kvm, iter, iter.oldLo & ~accessed.lo, iter.oldHi & ~accessed.hi);
   } else {
     // Without A/D bits the Dirty state would be lost with W: hand it to the page first.
     if (isWritablePteWords(iter.oldLo)) kvmSetPfnDirty(kvm, spteToPfnWords(iter.oldLo, iter.oldHi));
-    newSpte = markSpteForAccessTrack(kvm.masks, iter.oldSpte);
+    const newSpte = markSpteForAccessTrack(kvm.masks, iter.oldSpte);
+    yield* tdpMmuSetSpteNoAccTrack(kvm, iter, lo32(newSpte), hi32(newSpte));
   }
-  yield* tdpMmuSetSpteNoAccTrack(kvm, iter, newSpte);
   return true;
 }
 
@@ -1014,8 +1015,8 @@ function* wrprotGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: number,
     retry: for (;;) {
       if (yield* tdpMmuIterCondResched(kvm, iter, false, true)) break retry;
       if (!isShadowPresentPteWords(iter.oldLo) || !isLastSpteWords(iter.oldLo, iter.level) || !isWritablePteWords(iter.oldLo)) break retry;
-      const newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
-      if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
+      // The new SPTE: the old one without W.
+      if ((yield* tdpMmuSetSpteAtomicWords(kvm, iter, iter.oldLo & ~PT_WRITABLE_WORDS.lo, iter.oldHi & ~PT_WRITABLE_WORDS.hi)) !== 0) continue retry;
       spteSet = true;
       break retry;
     }
@@ -1051,15 +1052,16 @@ function* clearDirtyGfnRange(kvm: Kvm, root: KvmMmuPage, start: number, end: num
       // table meanwhile is edited as if it were a leaf (fixed upstream in 45a61ebb2211).
       if (!isShadowPresentPteWords(iter.oldLo)) break retry;
       if (kvm.variant("fix-clear-dirty-retry-nonleaf") && !isLastSpteWords(iter.oldLo, iter.level)) break retry;
-      let newSpte: bigint;
+      // The new SPTE is the old one without W, or without D.
+      let without: Words;
       if (spteAdNeedWriteProtectWords(iter.oldHi)) {
         if (!isWritablePteWords(iter.oldLo)) break retry;
-        newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
+        without = PT_WRITABLE_WORDS;
       } else {
-        if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty)) break retry;
-        newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, maskWords(kvm.masks).dirty);
+        without = maskWords(kvm.masks).dirty;
+        if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, without)) break retry;
       }
-      if ((yield* tdpMmuSetSpteAtomic(kvm, iter, newSpte)) !== 0) continue retry;
+      if ((yield* tdpMmuSetSpteAtomicWords(kvm, iter, iter.oldLo & ~without.lo, iter.oldHi & ~without.hi)) !== 0) continue retry;
       spteSet = true;
       break retry;
     }
@@ -1100,15 +1102,16 @@ function* clearDirtyPtMasked(kvm: Kvm, root: KvmMmuPage, gfn: number, mask: bigi
     const bit = 1 << (i & 31);
     if (iter.level > PG_LEVEL_4K || (words[i >> 5]! & bit) === 0) continue;
     words[i >> 5]! &= ~bit;
-    let newSpte: bigint;
+    // The new SPTE is the old one without W, or without D.
+    let without: Words;
     if (wrprot || spteAdNeedWriteProtectWords(iter.oldHi)) {
       if (!isWritablePteWords(iter.oldLo)) continue;
-      newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, PT_WRITABLE_WORDS);
+      without = PT_WRITABLE_WORDS;
     } else {
       if (!spteHasAnyOfWords(iter.oldLo, iter.oldHi, dirty)) continue;
-      newSpte = spteWithoutWords(iter.oldLo, iter.oldHi, dirty);
+      without = dirty;
     }
-    yield* tdpMmuSetSpteNoDirtyLog(kvm, iter, newSpte);
+    yield* tdpMmuSetSpteNoDirtyLog(kvm, iter, iter.oldLo & ~without.lo, iter.oldHi & ~without.hi);
   }
   yield* kvm.rcu.rcuReadUnlock();
 }

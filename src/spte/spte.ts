@@ -532,11 +532,6 @@ export function spteHasAnyOfWords(lo: number, hi: number, mask: Words): boolean 
   return ((lo & mask.lo) | (hi & mask.hi)) !== 0;
 }
 
-/** `s & ~mask` on the halves of s and of the mask. */
-export function spteWithoutWords(lo: number, hi: number, mask: Words): bigint {
-  return join(lo & ~mask.lo, hi & ~mask.hi);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The predicates on halves: `lo` and `hi` are lo32(s) and hi32(s) of an SPTE s, `mw` is
 // maskWords(m). Code that asks many questions of one SPTE (handle_changed_spte()) splits it
