@@ -12,6 +12,13 @@
 //                                               never runs this build (arguments are pure)
 // Any other use of `yield` is an error: the engine may only announce steps as statements.
 // A module `x.direct.js` replaces its sibling `x.js` (the step driver).
+//
+// Before that, it folds numeric constants, as C's preprocessor would: a use of a `const`
+// whose initializer is a number computed from literals and other such constants (a mask,
+// a bit position, a level) becomes that number. V8 loads a module's constant from its
+// context on every use (with a check that it is initialized), imported ones too; in the
+// walks that is some 5-15 ns per page. Names are resolved by the TypeScript checker, so
+// a local of the same name or a property is never touched.
 import fs from "node:fs";
 import path from "node:path";
 import ts from "typescript";
@@ -75,6 +82,109 @@ export function strip(code, file) {
   return out;
 }
 
+/**
+ * The numeric constants of `files` (compiled JavaScript), folded: for each file, the edits
+ * that replace each use of such a constant with its value.
+ */
+export function foldConstants(files) {
+  const program = ts.createProgram(files, {
+    allowJs: true,
+    noEmit: true,
+    noLib: true,
+    types: [],
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ES2022,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+  });
+  const checker = program.getTypeChecker();
+  const values = new Map(); // declaration -> number | null (not foldable)
+  const valueOfDecl = (decl) => {
+    if (values.has(decl)) return values.get(decl);
+    values.set(decl, null); // a cycle is not foldable
+    const ok =
+      ts.isVariableDeclaration(decl) &&
+      ts.isIdentifier(decl.name) &&
+      decl.initializer !== undefined &&
+      (ts.getCombinedNodeFlags(decl) & ts.NodeFlags.Const) !== 0;
+    const v = ok ? evaluate(decl.initializer) : null;
+    values.set(decl, v);
+    return v;
+  };
+  const constantOf = (id) => {
+    let sym = checker.getSymbolAtLocation(id);
+    if (sym === undefined) return null;
+    if (sym.flags & ts.SymbolFlags.Alias) sym = checker.getAliasedSymbol(sym);
+    const decl = sym.valueDeclaration;
+    return decl === undefined ? null : valueOfDecl(decl);
+  };
+  const BINARY = {
+    [ts.SyntaxKind.LessThanLessThanToken]: (a, b) => a << b,
+    [ts.SyntaxKind.GreaterThanGreaterThanToken]: (a, b) => a >> b,
+    [ts.SyntaxKind.GreaterThanGreaterThanGreaterThanToken]: (a, b) => a >>> b,
+    [ts.SyntaxKind.BarToken]: (a, b) => a | b,
+    [ts.SyntaxKind.AmpersandToken]: (a, b) => a & b,
+    [ts.SyntaxKind.CaretToken]: (a, b) => a ^ b,
+    [ts.SyntaxKind.PlusToken]: (a, b) => a + b,
+    [ts.SyntaxKind.MinusToken]: (a, b) => a - b,
+    [ts.SyntaxKind.AsteriskToken]: (a, b) => a * b,
+  };
+  function evaluate(e) {
+    if (ts.isNumericLiteral(e)) return Number(e.text);
+    if (ts.isParenthesizedExpression(e)) return evaluate(e.expression);
+    if (ts.isPrefixUnaryExpression(e)) {
+      const v = evaluate(e.operand);
+      if (v === null) return null;
+      if (e.operator === ts.SyntaxKind.MinusToken) return -v;
+      if (e.operator === ts.SyntaxKind.TildeToken) return ~v;
+      if (e.operator === ts.SyntaxKind.PlusToken) return v;
+      return null;
+    }
+    if (ts.isBinaryExpression(e) && BINARY[e.operatorToken.kind] !== undefined) {
+      const a = evaluate(e.left);
+      const b = a === null ? null : evaluate(e.right);
+      return b === null ? null : BINARY[e.operatorToken.kind](a, b);
+    }
+    if (ts.isIdentifier(e)) return constantOf(e);
+    return null;
+  }
+  // Is `id` a use of a value (not a declaration, a property name or an import/export)?
+  const isValueUse = (id) => {
+    const p = id.parent;
+    if ((ts.isVariableDeclaration(p) || ts.isParameter(p) || ts.isFunctionDeclaration(p) || ts.isClassDeclaration(p)) && p.name === id) return false;
+    if ((ts.isPropertyAccessExpression(p) || ts.isPropertyAssignment(p) || ts.isPropertyDeclaration(p) || ts.isMethodDeclaration(p)) && p.name === id) return false;
+    if (ts.isShorthandPropertyAssignment(p) || ts.isImportSpecifier(p) || ts.isExportSpecifier(p) || ts.isImportClause(p)) return false;
+    if (ts.isBindingElement(p) || ts.isLabeledStatement(p) || ts.isBreakOrContinueStatement(p)) return false;
+    // An assignment target is not a constant's use (and would be an error anyway).
+    if (ts.isBinaryExpression(p) && p.left === id && p.operatorToken.kind >= ts.SyntaxKind.FirstAssignment && p.operatorToken.kind <= ts.SyntaxKind.LastAssignment) return false;
+    return true;
+  };
+  const edits = new Map();
+  for (const file of files) {
+    const sf = program.getSourceFile(file);
+    const list = [];
+    const visit = (node) => {
+      if (ts.isIdentifier(node) && isValueUse(node)) {
+        const v = constantOf(node);
+        if (v !== null && Number.isFinite(v)) {
+          const text = v < 0 || Object.is(v, -0) || ts.isPropertyAccessExpression(node.parent) ? `(${v})` : String(v);
+          list.push([node.getStart(sf), node.end, text]);
+        }
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(sf);
+    edits.set(file, list);
+  }
+  return edits;
+}
+
+export function applyEdits(code, edits) {
+  const sorted = [...edits].sort((a, b) => b[0] - a[0]);
+  let out = code;
+  for (const [s, e, text] of sorted) out = out.slice(0, s) + text + out.slice(e);
+  return out;
+}
+
 function walk(dir) {
   const out = [];
   for (const ent of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -88,6 +198,9 @@ function walk(dir) {
 function main() {
   fs.rmSync(dst, { recursive: true, force: true });
   let n = 0;
+  const files = LAYERS.flatMap((layer) => (fs.existsSync(path.join(src, layer)) ? walk(path.join(src, layer)) : []));
+  const folds = foldConstants(files);
+  let folded = 0;
   for (const layer of LAYERS) {
     const dir = path.join(src, layer);
     if (!fs.existsSync(dir)) continue;
@@ -95,9 +208,11 @@ function main() {
       if (file.endsWith(".direct.js")) continue;
       const rel = path.relative(src, file);
       const replacement = file.replace(/\.js$/, ".direct.js");
+      const edits = folds.get(file) ?? [];
+      folded += edits.length;
       const code = fs.existsSync(replacement)
         ? fs.readFileSync(replacement, "utf8")
-        : strip(fs.readFileSync(file, "utf8"), rel);
+        : strip(applyEdits(fs.readFileSync(file, "utf8"), edits), rel);
       const out = path.join(dst, rel);
       fs.mkdirSync(path.dirname(out), { recursive: true });
       fs.writeFileSync(out, code);
@@ -105,7 +220,7 @@ function main() {
     }
   }
   fs.writeFileSync(path.join(dst, "package.json"), '{ "type": "module" }\n');
-  process.stdout.write(`strip-steps: ${n} modules -> dist/direct\n`);
+  process.stdout.write(`strip-steps: ${n} modules -> dist/direct (${folded} uses of constants folded)\n`);
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) main();

@@ -42,9 +42,11 @@ export function kvmHpageGfnShift(level: number): number {
 
 /** KVM_PAGES_PER_HPAGE() in arch/x86/include/asm/kvm_host.h: 4K pages mapped by one entry at `level`. */
 export function kvmPagesPerHpage(level: number): number {
+  // This sits on every step of every walk: up to level 4 a shift (a small integer), above a
+  // table lookup.
+  if (level >= 1 && level <= 4) return 1 << (9 * level - 9);
   return PAGES_PER_HPAGE[level] ?? 2 ** kvmHpageGfnShift(level);
 }
-// A table lookup: this sits on every step of every walk.
 const PAGES_PER_HPAGE = [0, 1, 512, 262144, 134217728, 68719476736];
 
 // ---------------------------------------------------------------------------------------------
@@ -421,9 +423,15 @@ export function vmxGetMtMask(opts: {
 
 const WORD = new BigUint64Array(1);
 const HALF = new Uint32Array(WORD.buffer);
-/** Where in a 64-bit word its low and high 32-bit halves sit (the host's byte order). */
-export const LO_HALF = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-export const HI_HALF = 1 - LO_HALF;
+/**
+ * Where in a 64-bit word its low and high 32-bit halves sit: typed arrays use the host's
+ * byte order, and hosts are little-endian (x86-64, arm64). Literals, not a test of the byte
+ * order, so that the direct build folds them (see scripts/strip-steps.mjs); a big-endian
+ * host is refused here rather than misread.
+ */
+export const LO_HALF = 0;
+export const HI_HALF = 1;
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error("tdpmmu needs a little-endian host: SPTEs are read as 32-bit halves");
 const LO = LO_HALF;
 const HI = HI_HALF;
 
