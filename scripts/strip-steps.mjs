@@ -15,7 +15,7 @@
 //
 // Before that, it folds numeric constants, as C's preprocessor would: a use of a `const`
 // whose initializer is a number computed from literals and other such constants (a mask,
-// a bit position, a level) becomes that number. V8 loads a module's constant from its
+// a bit position, a level), or `true` or `false`, becomes that value. V8 loads a module's constant from its
 // context on every use (with a check that it is initialized), imported ones too; in the
 // walks that is some 5-15 ns per page. Names are resolved by the TypeScript checker, so
 // a local of the same name or a property is never touched.
@@ -83,11 +83,11 @@ export function strip(code, file) {
 }
 
 /**
- * The numeric constants of `files` (compiled JavaScript), folded: for each file, the edits
- * that replace each use of such a constant with its value.
+ * The numeric (and boolean) constants of `files` (compiled JavaScript), folded: for each
+ * file, the edits that replace each use of such a constant with its value.
  */
 export function foldConstants(files) {
-  const program = ts.createProgram(files, {
+  const options = {
     allowJs: true,
     noEmit: true,
     noLib: true,
@@ -95,7 +95,15 @@ export function foldConstants(files) {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.ES2022,
     moduleResolution: ts.ModuleResolutionKind.Bundler,
-  });
+  };
+  // The modules as the direct build has them: `x.js` is `x.direct.js` where that exists.
+  const host = ts.createCompilerHost(options);
+  const getSourceFile = host.getSourceFile;
+  host.getSourceFile = (name, ...rest) => {
+    const direct = name.replace(/\.js$/, ".direct.js");
+    return getSourceFile.call(host, !name.endsWith(".direct.js") && fs.existsSync(direct) ? direct : name, ...rest);
+  };
+  const program = ts.createProgram(files, options, host);
   const checker = program.getTypeChecker();
   const values = new Map(); // declaration -> number | null (not foldable)
   const valueOfDecl = (decl) => {
@@ -130,10 +138,11 @@ export function foldConstants(files) {
   };
   function evaluate(e) {
     if (ts.isNumericLiteral(e)) return Number(e.text);
+    if (e.kind === ts.SyntaxKind.TrueKeyword || e.kind === ts.SyntaxKind.FalseKeyword) return e.kind === ts.SyntaxKind.TrueKeyword;
     if (ts.isParenthesizedExpression(e)) return evaluate(e.expression);
     if (ts.isPrefixUnaryExpression(e)) {
       const v = evaluate(e.operand);
-      if (v === null) return null;
+      if (typeof v !== "number") return null;
       if (e.operator === ts.SyntaxKind.MinusToken) return -v;
       if (e.operator === ts.SyntaxKind.TildeToken) return ~v;
       if (e.operator === ts.SyntaxKind.PlusToken) return v;
@@ -141,8 +150,8 @@ export function foldConstants(files) {
     }
     if (ts.isBinaryExpression(e) && BINARY[e.operatorToken.kind] !== undefined) {
       const a = evaluate(e.left);
-      const b = a === null ? null : evaluate(e.right);
-      return b === null ? null : BINARY[e.operatorToken.kind](a, b);
+      const b = typeof a !== "number" ? null : evaluate(e.right);
+      return typeof b !== "number" ? null : BINARY[e.operatorToken.kind](a, b);
     }
     if (ts.isIdentifier(e)) return constantOf(e);
     return null;
@@ -165,7 +174,7 @@ export function foldConstants(files) {
     const visit = (node) => {
       if (ts.isIdentifier(node) && isValueUse(node)) {
         const v = constantOf(node);
-        if (v !== null && Number.isFinite(v)) {
+        if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) {
           const text = v < 0 || Object.is(v, -0) || ts.isPropertyAccessExpression(node.parent) ? `(${v})` : String(v);
           list.push([node.getStart(sf), node.end, text]);
         }
@@ -198,7 +207,7 @@ function walk(dir) {
 function main() {
   fs.rmSync(dst, { recursive: true, force: true });
   let n = 0;
-  const files = LAYERS.flatMap((layer) => (fs.existsSync(path.join(src, layer)) ? walk(path.join(src, layer)) : []));
+  const files = LAYERS.flatMap((layer) => (fs.existsSync(path.join(src, layer)) ? walk(path.join(src, layer)) : [])).filter((f) => !f.endsWith(".direct.js"));
   const folds = foldConstants(files);
   let folded = 0;
   for (const layer of LAYERS) {
@@ -211,7 +220,7 @@ function main() {
       const edits = folds.get(file) ?? [];
       folded += edits.length;
       const code = fs.existsSync(replacement)
-        ? fs.readFileSync(replacement, "utf8")
+        ? applyEdits(fs.readFileSync(replacement, "utf8"), edits)
         : strip(applyEdits(fs.readFileSync(file, "utf8"), edits), rel);
       const out = path.join(dst, rel);
       fs.mkdirSync(path.dirname(out), { recursive: true });

@@ -21,8 +21,10 @@ const A_JS = `export const BIT = 1 << 11;
 export const NEG = -3;
 const BOTH = BIT | 1;
 export const NOT_A_NUMBER = "x";
+export const NO = false;
+const NOT_NUMERIC = NO + 1;
 export let mutable = 7;
-export function f(x) { return [(x & BIT) !== 0, BOTH, BIT.toString(16), mutable]; }
+export function f(x) { return [(x & BIT) !== 0, BOTH, BIT.toString(16), mutable, NO || x, NOT_NUMERIC]; }
 `;
 const B_JS = `import { BIT, NEG, NOT_A_NUMBER as S, mutable } from "./a.js";
 export function g(o) {
@@ -54,11 +56,11 @@ test("constant folding: uses of numeric constants become numbers, across imports
   const b = folded.get("b.js")!;
   // Replaced: a use in an expression (also of a constant made of constants, and imported),
   // a negative value in parentheses, a property access on a constant.
-  assert.match(a, /return \[\(x & 2048\) !== 0, 2049, \(2048\)\.toString\(16\), mutable\]/);
+  assert.match(a, /return \[\(x & 2048\) !== 0, 2049, \(2048\)\.toString\(16\), mutable, false \|\| x, NOT_NUMERIC\]/);
   assert.match(b, /\(-3\) - \(-3\)/);
   assert.match(b, /\[x & 2048, x - \(-3\)\]/);
   // Left alone: declarations, imports, a local `let` of the same name, a property name, a
-  // shorthand property, a string constant, a `let`.
+  // shorthand property, a string constant, a `let`, arithmetic on a boolean.
   assert.match(a, /export const BIT = 1 << 11;/);
   assert.match(b, /import \{ BIT, NEG, NOT_A_NUMBER as S, mutable \} from/);
   assert.match(b, /let BIT = 5;\n  BIT \+= 1;\n  return \[o\.BIT, BIT, /);
