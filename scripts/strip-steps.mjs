@@ -175,7 +175,9 @@ export function foldConstants(files) {
       if (ts.isIdentifier(node) && isValueUse(node)) {
         const v = constantOf(node);
         if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) {
-          const text = v < 0 || Object.is(v, -0) || ts.isPropertyAccessExpression(node.parent) ? `(${v})` : String(v);
+          // String(-0) is "0": the sign is written out.
+          const lit = Object.is(v, -0) ? "-0" : String(v);
+          const text = lit.startsWith("-") || ts.isPropertyAccessExpression(node.parent) ? `(${lit})` : lit;
           list.push([node.getStart(sf), node.end, text]);
         }
       }

@@ -19,6 +19,7 @@ const strip = (await import(pathToFileURL(path.join(root, "scripts/strip-steps.m
 
 const A_JS = `export const BIT = 1 << 11;
 export const NEG = -3;
+export const MINUS_ZERO = -0;
 const BOTH = BIT | 1;
 export const NOT_A_NUMBER = "x";
 export const NO = false;
@@ -26,13 +27,13 @@ const NOT_NUMERIC = NO + 1;
 export let mutable = 7;
 export function f(x) { return [(x & BIT) !== 0, BOTH, BIT.toString(16), mutable, NO || x, NOT_NUMERIC]; }
 `;
-const B_JS = `import { BIT, NEG, NOT_A_NUMBER as S, mutable } from "./a.js";
+const B_JS = `import { BIT, NEG, MINUS_ZERO, NOT_A_NUMBER as S, mutable } from "./a.js";
 export function g(o) {
   let BIT = 5;
   BIT += 1;
   return [o.BIT, BIT, NEG - NEG, { NEG }, S, mutable];
 }
-export const h = (x) => [x & BIT, x - NEG];
+export const h = (x) => [x & BIT, x - NEG, 1 / MINUS_ZERO];
 `;
 
 test("constant folding: uses of numeric constants become numbers, across imports; locals, properties and non-constants stay", async () => {
@@ -58,11 +59,11 @@ test("constant folding: uses of numeric constants become numbers, across imports
   // a negative value in parentheses, a property access on a constant.
   assert.match(a, /return \[\(x & 2048\) !== 0, 2049, \(2048\)\.toString\(16\), mutable, false \|\| x, NOT_NUMERIC\]/);
   assert.match(b, /\(-3\) - \(-3\)/);
-  assert.match(b, /\[x & 2048, x - \(-3\)\]/);
+  assert.match(b, /\[x & 2048, x - \(-3\), 1 \/ \(-0\)\]/);
   // Left alone: declarations, imports, a local `let` of the same name, a property name, a
   // shorthand property, a string constant, a `let`, arithmetic on a boolean.
   assert.match(a, /export const BIT = 1 << 11;/);
-  assert.match(b, /import \{ BIT, NEG, NOT_A_NUMBER as S, mutable \} from/);
+  assert.match(b, /import \{ BIT, NEG, MINUS_ZERO, NOT_A_NUMBER as S, mutable \} from/);
   assert.match(b, /let BIT = 5;\n  BIT \+= 1;\n  return \[o\.BIT, BIT, /);
   assert.match(b, /\{ NEG \}, S, mutable\]/);
   // And the folded modules compute what the originals do.
