@@ -153,6 +153,9 @@ export class KvmVcpu {
    * time (KVM_RUN holds vcpu->mutex, and concurrent scenarios are checked to run each vCPU
    * in one thread), and a run abandoned midway is never resumed (every schedule starts from
    * a copy of the world). Scratch space, not state: left out of state lines and digests.
+   * Between faults it still names the tables of the last walk; nothing reads them before
+   * tdpIterStart() sets them anew (a copy of the world may hold undefined there for a table
+   * whose frame was reused since).
    */
   tdpIter: TdpIter | null = null;
   constructor(readonly vcpuId: number) {

@@ -3,7 +3,7 @@
 // (arch/x86/kvm/mmu/tdp_iter.{h,c}). Closed to new behaviour: a new walk is a new loop in
 // tdp_mmu.ts, not a new mode here.
 import { FALSE_NOW, STEPPED, readOnceInto, writeOnce, xchgInto, type Gen, type SpteHalves, type Table } from "../kernel/index.js";
-import { hi32, isLastSpteWords, isShadowPresentPteWords, join, kvmPagesPerHpage, lo32, maskWords, spteHasVolatileBitsWords, spteToPfnWords } from "../spte/index.js";
+import { isLastSpteWords, isShadowPresentPteWords, join, kvmPagesPerHpage, maskWords, spteHasVolatileBitsWords, spteToPfnWords } from "../spte/index.js";
 import type { Kvm } from "./kvm_host.js";
 import { kvmMmuPageAsId, roleLevel, type KvmMmuPage } from "./mmu_internal.js";
 
@@ -43,7 +43,8 @@ export function __kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, lo: number
  * kvm_tdp_mmu_write_spte(): a store, or an exchange when the old value is a leaf whose
  * Accessed/Dirty/Writable bits may change under us (hardware, fast page faults). `old`
  * holds the value the caller read and, on return, the value really replaced (the kernel
- * returns it).
+ * returns it). Not a generator itself (it hands over the one of the store it chose), so a
+ * stack captured at that step does not show it.
  */
 export function kvmTdpMmuWriteSpte(kvm: Kvm, t: Table, idx: number, old: SpteHalves, lo: number, hi: number, level: number): Gen<void> {
   const { oldLo, oldHi } = old;
@@ -89,11 +90,6 @@ export class TdpIter implements SpteHalves {
   /** iter->old_spte */
   get oldSpte(): bigint {
     return join(this.oldLo, this.oldHi);
-  }
-
-  set oldSpte(v: bigint) {
-    this.oldLo = lo32(v);
-    this.oldHi = hi32(v);
   }
 
   /** MODEL: iter->sptep, the address of the current SPTE (a field in the kernel). */

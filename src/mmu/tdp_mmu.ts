@@ -11,7 +11,6 @@ import {
   PG_LEVEL_2M,
   PG_LEVEL_4K,
   PT_WRITABLE_MASK,
-  REMOVED_SPTE,
   checkSpteWritableInvariants,
   isLastSpte,
   isShadowPresentPte,
@@ -39,6 +38,7 @@ import {
   spteToPfnWords,
   spteWritableInvariantsBrokenWords,
   join,
+  LO_REMOVED,
   type MadeSpte,
   type Words } from "../spte/index.js";
 import { EBUSY, ENOMEM } from "../base/index.js";
@@ -321,22 +321,19 @@ function* handleRemovedPt(kvm: Kvm, pt: Table, shared: boolean): Gen<void> {
     if (shared) {
       // Someone else may be midway through a frozen update of this entry: wait for it.
       for (;;) {
-        yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, REMOVED_LO, 0, old);
+        yield* kvmTdpMmuWriteSpteAtomic(kvm, pt, i, LO_REMOVED, 0, old);
         if (!isRemovedSpteWords(old.oldLo, old.oldHi)) break;
         yield spinStep(pt.sptep(i), "cpu_relax()");
       }
     } else {
       yield* kvmTdpMmuReadSpte(kvm, pt, i, old);
       if (!isShadowPresentPteWords(old.oldLo)) continue;
-      yield* kvmTdpMmuWriteSpte(kvm, pt, i, old, REMOVED_LO, 0, level);
+      yield* kvmTdpMmuWriteSpte(kvm, pt, i, old, LO_REMOVED, 0, level);
     }
-    yield* handleChangedSpte(kvm, asId, gfn, old.oldLo, old.oldHi, REMOVED_LO, 0, level, shared);
+    yield* handleChangedSpte(kvm, asId, gfn, old.oldLo, old.oldHi, LO_REMOVED, 0, level, shared);
   }
   yield* callRcuFreeSp(kvm, sp);
 }
-
-/** REMOVED_SPTE's low half (its high half is 0). */
-const REMOVED_LO = lo32(REMOVED_SPTE);
 
 /** An SPTE given as halves, in hex, for messages. */
 const hexWords = (lo: number, hi: number): string => `0x${join(lo, hi).toString(16)}`;
@@ -471,7 +468,7 @@ const tdpMmuSetSpteAtomicWords = function* tdpMmuSetSpteAtomic(kvm: Kvm, iter: T
  * Context: mmu_lock held for read, inside rcu_read_lock().
  */
 export function* tdpMmuZapSpteAtomic(kvm: Kvm, iter: TdpIter): Gen<number> {
-  const ret = yield* tdpMmuSetSpteAtomic(kvm, iter, REMOVED_SPTE);
+  const ret = yield* tdpMmuSetSpteAtomicWords(kvm, iter, LO_REMOVED, 0);
   if (ret !== 0) return ret;
   yield* kvmFlushRemoteTlbsWithAddress(kvm, iter.gfn, kvmPagesPerHpage(iter.level));
   // The frozen value goes away without bookkeeping: REMOVED_SPTE to 0 is not a change

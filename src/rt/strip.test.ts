@@ -28,21 +28,35 @@ export let mutable = 7;
 export function f(x) { return [(x & BIT) !== 0, BOTH, BIT.toString(16), mutable, NO || x, NOT_NUMERIC]; }
 `;
 const B_JS = `import { BIT, NEG, MINUS_ZERO, NOT_A_NUMBER as S, mutable } from "./a.js";
+import { MODE } from "./c.js";
 export function g(o) {
   let BIT = 5;
   BIT += 1;
   return [o.BIT, BIT, NEG - NEG, { NEG }, S, mutable];
 }
 export const h = (x) => [x & BIT, x - NEG, 1 / MINUS_ZERO];
+export const mode = () => MODE;
 `;
+// A module with a direct-build replacement: constants are read from the replacement.
+const C_JS = "export const MODE = 1;\n";
+const C_DIRECT_JS = "export const MODE = 2;\n";
 
-test("constant folding: uses of numeric constants become numbers, across imports; locals, properties and non-constants stay", async () => {
+test("constant folding: uses of numeric constants become numbers, across imports (as the direct build has them); locals, properties and non-constants stay", async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tdpmmu-fold-"));
+  try {
+    await foldAndCheck(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function foldAndCheck(dir: string): Promise<void> {
   const src = path.join(dir, "src");
   const out = path.join(dir, "out");
   fs.mkdirSync(src);
   fs.mkdirSync(out);
-  for (const [name, code] of [["a.js", A_JS], ["b.js", B_JS]] as const) fs.writeFileSync(path.join(src, name), code);
+  for (const [name, code] of [["a.js", A_JS], ["b.js", B_JS], ["c.js", C_JS], ["c.direct.js", C_DIRECT_JS]] as const) fs.writeFileSync(path.join(src, name), code);
+  fs.writeFileSync(path.join(out, "c.js"), C_DIRECT_JS);
   fs.writeFileSync(path.join(src, "package.json"), '{ "type": "module" }\n');
   fs.writeFileSync(path.join(out, "package.json"), '{ "type": "module" }\n');
   const files = ["a.js", "b.js"].map((f) => path.join(src, f));
@@ -60,6 +74,8 @@ test("constant folding: uses of numeric constants become numbers, across imports
   assert.match(a, /return \[\(x & 2048\) !== 0, 2049, \(2048\)\.toString\(16\), mutable, false \|\| x, NOT_NUMERIC\]/);
   assert.match(b, /\(-3\) - \(-3\)/);
   assert.match(b, /\[x & 2048, x - \(-3\), 1 \/ \(-0\)\]/);
+  // c.js has a direct-build replacement: its constant is the replacement's.
+  assert.match(b, /export const mode = \(\) => 2;/);
   // Left alone: declarations, imports, a local `let` of the same name, a property name, a
   // shorthand property, a string constant, a `let`, arithmetic on a boolean.
   assert.match(a, /export const BIT = 1 << 11;/);
@@ -74,5 +90,4 @@ test("constant folding: uses of numeric constants become numbers, across imports
     assert.deepEqual(after.b["h"]!(x), before.b["h"]!(x));
   }
   assert.deepEqual(after.b["g"]!({ BIT: 9 }), before.b["g"]!({ BIT: 9 }));
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+}

@@ -47,6 +47,7 @@ export function kvmPagesPerHpage(level: number): number {
   if (level >= 1 && level <= 4) return 1 << (9 * level - 9);
   return PAGES_PER_HPAGE[level] ?? 2 ** kvmHpageGfnShift(level);
 }
+// Levels 0 and 5 (the others are shifted above, and listed for the record).
 const PAGES_PER_HPAGE = [0, 1, 512, 262144, 134217728, 68719476736];
 
 // ---------------------------------------------------------------------------------------------
@@ -523,7 +524,8 @@ const HI_AD_MASK = 3 << 20; // SPTE_TDP_AD_MASK (bits 53:52)
 const HI_AD_DISABLED = 1 << 20; // SPTE_TDP_AD_DISABLED_MASK
 const HI_AD_WRPROT_ONLY = 2 << 20; // SPTE_TDP_AD_WRPROT_ONLY_MASK
 const HI_PFN = 0xfffff; // bits 51:32 of SPTE_BASE_ADDR_MASK
-const LO_REMOVED = 0x5a0; // REMOVED_SPTE (its high half is 0)
+/** REMOVED_SPTE's low half (its high half is 0). */
+export const LO_REMOVED = 0x5a0;
 
 /** spte_ad_enabled() on the high half. */
 export function spteAdEnabledWords(hi: number): boolean {
@@ -542,8 +544,8 @@ export function spteHasAnyOfWords(lo: number, hi: number, mask: Words): boolean 
 
 // ---------------------------------------------------------------------------------------------
 // The predicates on halves: `lo` and `hi` are lo32(s) and hi32(s) of an SPTE s, `mw` is
-// maskWords(m). Code that asks many questions of one SPTE (handle_changed_spte()) splits it
-// once and asks these; the predicates below on a bigint are each one split and one of these.
+// maskWords(m). Code that keeps SPTEs as halves (walks, handle_changed_spte(), the setters)
+// asks these; the predicates below on a bigint are each one split and one of these.
 
 /** is_shadow_present_pte() on the low half. */
 export function isShadowPresentPteWords(lo: number): boolean {
@@ -881,7 +883,8 @@ export interface MakeSpteParams {
  * mark_page_dirty_in_slot() must follow (and a huge writable SPTE there is a WARN).
  * MODEL: step 16, the reserved-bit WARN against the vCPU's shadow_zero_check, is left out; the
  * model has no guest MMU role to derive reserved bits from, so it cannot flag a malformed SPTE.
- * Context: any; pure. The TDP MMU calls it from the fault path under mmu_lock for read.
+ * Context: any; pure. The fault path calls its form on halves, makeSpteWords(), under
+ * mmu_lock for read.
  */
 export function makeSpte(m: SpteMasks, p: MakeSpteParams): { spte: bigint; wrprot: boolean } {
   const { oldSpte, ...rest } = p;
