@@ -89,8 +89,10 @@ export class PhysMem {
   /** Back frame `pfn` with page-table storage (zero-filled). */
   makeTable(pfn: number): Table {
     const t = new Table(pfn, this.storage(), this);
+    // Not entered into #recent: its first lookup takes the miss path, so that path runs in
+    // every walk that links a table, and the JIT compiles it with the rest instead of
+    // throwing the walk's optimized code away when a rare slot collision first takes it.
     this.tables.set(pfn, t);
-    this.#recent[pfn & (RECENT - 1)] = t;
     return t;
   }
 
