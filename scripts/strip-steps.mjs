@@ -76,10 +76,7 @@ export function strip(code, file) {
     ts.forEachChild(node, visit);
   };
   visit(sf);
-  edits.sort((a, b) => b[0] - a[0]);
-  let out = code;
-  for (const [s, e, text] of edits) out = out.slice(0, s) + text + out.slice(e);
-  return out;
+  return applyEdits(code, edits);
 }
 
 /**
@@ -105,7 +102,7 @@ export function foldConstants(files) {
   };
   const program = ts.createProgram(files, options, host);
   const checker = program.getTypeChecker();
-  const values = new Map(); // declaration -> number | null (not foldable)
+  const values = new Map(); // declaration -> number | boolean | null (not foldable)
   const valueOfDecl = (decl) => {
     if (values.has(decl)) return values.get(decl);
     values.set(decl, null); // a cycle is not foldable
@@ -189,6 +186,7 @@ export function foldConstants(files) {
   return edits;
 }
 
+/** `code` with each [start, end, text] edit made (edits do not overlap). */
 export function applyEdits(code, edits) {
   const sorted = [...edits].sort((a, b) => b[0] - a[0]);
   let out = code;
