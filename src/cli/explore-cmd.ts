@@ -97,9 +97,9 @@ export function traceSchedule(sc: ConcurrentScenario, schedule: readonly number[
 }
 
 /** The innermost modelled kernel function that is not a primitive (a lock, an atomic). */
-function topFunction(stack: string): string {
+export function topFunction(stack: string): string {
   const frames = kernelFrames(stack);
-  const primitive = /^(step|blocking_step|spin_step|read_once(_into)?|write_once(_observed)?|xchg|cmpxchg_into|atomic_add|kvm_tdp_mmu_(read_spte(_into)?|write_spte(_atomic)?)|__kvm_tdp_mmu_write_spte|refresh|try_step_\w+|read_lock|write_lock|read_unlock|write_unlock|lock|unlock|rcu_read_(un)?lock|call_rcu|kick_and_wait)$/;
+  const primitive = /^(step|blocking_step|spin_step|read_once_into|write_once(_observed)?|xchg_into|cmpxchg_into|atomic_add|kvm_tdp_mmu_(read_spte|write_spte(_atomic)?)|__kvm_tdp_mmu_write_spte|refresh|try_step_\w+|read_lock|write_lock|read_unlock|write_unlock|lock|unlock|rcu_read_(un)?lock|call_rcu|kick_and_wait)$/;
   return frames.find((f) => !primitive.test(f)) ?? frames[0] ?? "";
 }
 
