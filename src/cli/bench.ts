@@ -216,7 +216,7 @@ const A = 0x20;
 const D = 0x40;
 
 /** The SPTE with `pfn` in bits 51:12 and `low` in bits 11:0. */
-const spteOf = (pfn: number, low: number): bigint => join(((pfn % 0x100000) << 12) | low, Math.floor(pfn / 0x100000));
+const spteOf = (pfn: number, low: number): bigint => join(((pfn & 0xfffff) << 12) | low, Math.floor(pfn / 0x100000));
 
 /** gfn / LEVEL_DIV[level] & 511 is the entry index at that level (gfns stay below 2^52). */
 const LEVEL_DIV = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36];

@@ -950,11 +950,11 @@ function* kvmTdpMmuHandleGfn(kvm: Kvm, asId: number, start: number, end: number,
 
 /** age_gfn_range(): clear Accessed (or mark for access tracking without A/D). */
 function* ageGfnRange(kvm: Kvm, iter: TdpIter): Gen<boolean> {
-  const accessed = maskWords(kvm.masks).accessed;
-  if (!isAccessedSpteWords(maskWords(kvm.masks), iter.oldLo, iter.oldHi)) return false;
+  const mw = maskWords(kvm.masks);
+  if (!isAccessedSpteWords(mw, iter.oldLo, iter.oldHi)) return false;
   if (spteAdEnabledWords(iter.oldHi)) {
     // The new SPTE: the old one without A.
-    yield* tdpMmuSetSpteNoAccTrack(kvm, iter, iter.oldLo & ~accessed.lo, iter.oldHi & ~accessed.hi);
+    yield* tdpMmuSetSpteNoAccTrack(kvm, iter, iter.oldLo & ~mw.accessed.lo, iter.oldHi & ~mw.accessed.hi);
   } else {
     // Without A/D bits the Dirty state would be lost with W: hand it to the page first.
     if (isWritablePteWords(iter.oldLo)) kvmSetPfnDirty(kvm, spteToPfnWords(iter.oldLo, iter.oldHi));
